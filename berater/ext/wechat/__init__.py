@@ -1,0 +1,50 @@
+"""WeChat: the OAuth code exchange now; the access-token keeper, webhook and menu build on it."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import Flask, current_app
+
+from berater.ext.wechat.oauth import exchange_code
+
+
+class WeChat:
+    """Flask extension holding the account's WeChat settings."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        if "berater.wechat" in app.extensions:
+            raise RuntimeError("wechat is already registered on this app")
+        app.config.setdefault("WECHAT_API_BASE", "https://api.weixin.qq.com")
+        app.config.setdefault("WECHAT_OAUTH_BASE", "https://open.weixin.qq.com")
+        app.config.setdefault("WECHAT_TIMEOUT", (2.0, 3.0))
+        app.extensions["berater.wechat"] = self
+
+    def openid_for_code(self, code: str) -> str:
+        """Exchange a one-time OAuth `code` for the user's openid."""
+        cfg = current_app.config
+        return exchange_code(
+            cfg["WECHAT_API_BASE"],
+            cfg["WECHAT_APPID"],
+            cfg["WECHAT_SECRET"],
+            code,
+            cfg["WECHAT_TIMEOUT"],
+        )
+
+    def authorize_url(self, redirect_uri: str, state: str, scope: str = "snsapi_base") -> str:
+        """The WeChat page that asks the user and comes back to `redirect_uri` with a code."""
+        query = urlencode(
+            {
+                "appid": current_app.config["WECHAT_APPID"],
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": scope,
+                "state": state,
+            }
+        )
+        base = current_app.config["WECHAT_OAUTH_BASE"].rstrip("/")
+        return f"{base}/connect/oauth2/authorize?{query}#wechat_redirect"

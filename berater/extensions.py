@@ -1,0 +1,69 @@
+"""Unbound extension instances; `create_app` binds each one once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_migrate import Migrate
+from spectree import SecurityScheme, SpecTree
+from spectree.models import InType, SecureType, SecuritySchemeData
+
+from berater.db import db
+from berater.ext.crypto import Crypto
+from berater.ext.store import Store
+from berater.ext.wechat import WeChat
+
+
+def _reject_invalid(req: Any, resp: Any, req_validation_error: Any, instance: Any, *args: Any):
+    """Turn spectree's validation failure into our 400 envelope with field-level details."""
+    from berater.errors import ValidationFailed
+
+    if req_validation_error is None:
+        return
+    fields = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
+            "message": error.get("msg", "invalid"),
+            "type": error.get("type", "invalid"),
+        }
+        for error in req_validation_error.errors(include_input=False, include_url=False)
+    ]
+    names = ", ".join(sorted({f["field"] for f in fields}))
+    raise ValidationFailed(f"invalid fields: {names}", {"fields": fields})
+
+
+spec = SpecTree(
+    "flask",
+    title="Berater API",
+    version="1",
+    path="docs",
+    mode="strict",  # document the API routes, not the sign-in pages
+    description="Sign-in and identity for the admissions office's WeChat service account. "
+    'Every answer is the envelope {"code", "error", "data"}.',
+    before=_reject_invalid,
+    validation_error_status=400,
+    security_schemes=[
+        SecurityScheme(
+            name="bearer",
+            data=SecuritySchemeData(
+                type=SecureType.HTTP, scheme="bearer", description="a Berater token"
+            ),
+        ),
+        SecurityScheme(
+            name="app",
+            data=SecuritySchemeData(
+                type=SecureType.API_KEY,
+                field_in=InType.HEADER,
+                name="Authorization",
+                description="server-to-server: `Bearer <app> <app_token>`",
+            ),
+        ),
+    ],
+)
+
+migrate = Migrate(render_as_batch=True, compare_type=True)
+store = Store()
+crypto = Crypto()
+wechat = WeChat()
+
+__all__ = ["crypto", "db", "migrate", "spec", "store", "wechat"]

@@ -1,0 +1,1 @@
+"""Local stand-ins for external systems (development and tests only)."""

@@ -1,0 +1,29 @@
+"""gunicorn settings: `gunicorn -c gunicorn.conf.py run:app` (used by supervisord.conf).
+
+Sync workers: on this kind of machine they beat gthread without keep-alive (MEASURED.md),
+which is what a reverse proxy usually sends. The embedded store, when REDIS_URL is empty,
+is started here in the master before any worker forks, so all workers share one server.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 2
+limit_request_line = 4094
+limit_request_field_size = 8190
+accesslog = None  # the app logs one redacted line per request
+
+
+def on_starting(server):
+    from berater import instance_path
+    from berater.config import load_config
+    from berater.ext import embedded_redis
+
+    settings = load_config()
+    if not settings["REDIS_URL"]:
+        embedded_redis.ensure_running(instance_path(settings))

@@ -1,0 +1,52 @@
+"""Entry point: `gunicorn run:app`, `flask --app run ...`, or `python run.py` for development.
+
+`python run.py` starts everything on the embedded defaults: the SQLite file and the embedded
+store in ./instance, and the stand-in WeChat on 127.0.0.1:5001, so the whole sign-in can be
+clicked through in a browser at http://127.0.0.1:5000/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from flask_migrate import upgrade
+
+from berater import create_app
+
+DEV_HOST, DEV_PORT, WECHAT_PORT = "127.0.0.1", 5000, 5001
+
+
+def _start_wechat_standin() -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "berater.standins.wechat", "--port", str(WECHAT_PORT)]
+    )
+    time.sleep(0.5)
+    return process
+
+
+def main() -> None:
+    os.environ.setdefault("BERATER_ENV", "development")
+    standin = None
+    if os.environ["BERATER_ENV"] == "development" and "WECHAT_API_BASE" not in os.environ:
+        standin = _start_wechat_standin()
+        base = f"http://{DEV_HOST}:{WECHAT_PORT}"
+        os.environ["WECHAT_API_BASE"] = base
+        os.environ["WECHAT_OAUTH_BASE"] = base
+    try:
+        dev_app = create_app()
+        with dev_app.app_context():
+            upgrade()
+        print(f"\n  Berater: open http://{DEV_HOST}:{DEV_PORT}/ and click 'Sign in'\n", flush=True)
+        dev_app.run(DEV_HOST, DEV_PORT, use_reloader=False, threaded=True)
+    finally:
+        if standin is not None:
+            standin.terminate()
+
+
+if __name__ == "__main__":
+    main()
+else:
+    app = create_app()

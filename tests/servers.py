@@ -1,0 +1,299 @@
+"""Throwaway MariaDB and Redis servers for the test suite.
+
+Each server lives in its own temporary directory, listens on 127.0.0.1 on a free port and is
+stopped by ``Server.stop()`` (or, as a safety net, at interpreter exit). No system service, no
+system config file (``--no-defaults``) and no network beyond loopback are used.
+
+    db = start_mariadb(tmp_path / "db")      # db.url, db.admin_url, db.port
+    store = start_redis(tmp_path / "redis")  # store.url, store.pause(), store.resume()
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+START_TIMEOUT = 30.0
+_RUNNING: set[Server] = set()
+
+
+def _find_binary(names: list[str], package: str) -> str:
+    """Locate a server binary on PATH or in the sbin directories (often not on a user's PATH)."""
+    for name in names:
+        for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/local/sbin/{name}"):
+            if candidate and os.access(candidate, os.X_OK):
+                return candidate
+    raise RuntimeError(
+        f"{names[0]} not found: install the Debian package '{package}' "
+        f"(apt-get install -y {package}); scripts/test.sh does this for you"
+    )
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Server:
+    """A server process on 127.0.0.1:``port``; ``url`` is what the app is configured with."""
+
+    name = "server"
+
+    def __init__(self, base_dir: Path, argv: list[str], port: int, url: str) -> None:
+        self.base_dir = base_dir
+        self.argv = argv
+        self.port = port
+        self.url = url
+        self.admin_url = url
+        self.log_path = base_dir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until it answers (raises RuntimeError with the log tail)."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _RUNNING.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                error = RuntimeError(f"exited with code {self.proc.returncode}")
+                break
+            try:
+                self._ping()
+                return
+            except Exception as exc:  # not up yet
+                error = exc
+                time.sleep(0.1)
+        self._kill()
+        raise RuntimeError(
+            f"{self.name} on port {self.port} did not start within {START_TIMEOUT:.0f}s "
+            f"({error!r}); tail of {self.log_path}:\n{_log_tail(self.log_path)}"
+        )
+
+    def stop(self) -> None:
+        """Shut the server down cleanly (falling back to SIGTERM, then SIGKILL) and wait."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.resume()
+            try:
+                self._shutdown()
+                self.proc.wait(timeout=30)
+            except Exception:
+                self._kill()
+        self.proc = None
+        _RUNNING.discard(self)
+
+    def restart(self) -> None:
+        """Stop, then start again on the same port with the same data directory."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP the process: connections are still accepted by the kernel but never answered,
+        so clients see timeouts, as with an unresponsive server. Undo with ``resume()``."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused process (harmless when it is not paused)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+    def _kill(self) -> None:
+        assert self.proc is not None
+        self.resume()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def _ping(self) -> None:
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+class MariaDBServer(Server):
+    """mariadbd with its own datadir, socket and pid file; ``admin_url`` connects as root."""
+
+    name = "mariadb"
+
+    def __init__(self, base_dir: Path, argv: list[str], port: int, socket_path: Path) -> None:
+        self.password = secrets.token_hex(12)
+        url = (
+            f"mysql+pymysql://berater:{self.password}@127.0.0.1:{port}/berater_test?charset=utf8mb4"
+        )
+        super().__init__(base_dir, argv, port, url)
+        self.socket_path = socket_path
+        self.admin_url = f"mysql+pymysql://root@127.0.0.1:{port}/?charset=utf8mb4"
+        self.admin = _find_binary(["mariadb-admin", "mysqladmin"], "mariadb-client")
+
+    def _connect_root(self):  # type: ignore[no-untyped-def]
+        import pymysql
+
+        return pymysql.connect(
+            unix_socket=str(self.socket_path), user="root", connect_timeout=2, autocommit=True
+        )
+
+    def _ping(self) -> None:
+        # Probe the socket ourselves first: pymysql leaks its AF_UNIX socket when connect() fails,
+        # which pytest's filterwarnings=error turns into a test failure.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            probe.connect(str(self.socket_path))
+        self._connect_root().close()
+
+    def _shutdown(self) -> None:
+        cmd = [self.admin, "--no-defaults", f"--socket={self.socket_path}", "-uroot", "shutdown"]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+    def setup(self) -> None:
+        """Create ``berater_test``, the ``berater`` user and a TCP root login (idempotent)."""
+        statements = [
+            "CREATE DATABASE IF NOT EXISTS berater_test "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            f"CREATE USER IF NOT EXISTS 'berater'@'127.0.0.1' IDENTIFIED BY '{self.password}'",
+            "GRANT ALL PRIVILEGES ON `berater_test`.* TO 'berater'@'127.0.0.1'",
+            "GRANT ALL PRIVILEGES ON `berater\\_test\\_%`.* TO 'berater'@'127.0.0.1'",
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'",
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION",
+            "FLUSH PRIVILEGES",
+        ]
+        conn = self._connect_root()
+        try:
+            with conn.cursor() as cur:
+                for sql in statements:
+                    cur.execute(sql)
+        finally:
+            conn.close()
+
+
+class RedisServer(Server):
+    """redis-server without persistence; stopped with SIGTERM (nothing to save)."""
+
+    name = "redis"
+
+    def _ping(self) -> None:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+
+def start_mariadb(base_dir: Path) -> MariaDBServer:
+    """Initialise a datadir under ``base_dir`` and start mariadbd on a free loopback port."""
+    mariadbd = _find_binary(["mariadbd", "mysqld"], "mariadb-server")
+    install_db = _find_binary(["mariadb-install-db", "mysql_install_db"], "mariadb-server")
+    base_dir = Path(base_dir).resolve()
+    data_dir, tmp_dir = base_dir / "data", base_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = base_dir / "mariadb.sock"
+    if len(str(socket_path)) > 100:  # AF_UNIX paths are limited to 108 bytes
+        socket_path = Path(tempfile.mkdtemp(prefix="mdb")) / "mariadb.sock"
+    as_root = ["--user=root"] if os.geteuid() == 0 else []
+    log_path = base_dir / "mariadb.log"
+    with open(log_path, "ab") as log:
+        result = subprocess.run(
+            [
+                install_db,
+                "--no-defaults",
+                f"--datadir={data_dir}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                "--skip-name-resolve",
+                *as_root,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=180,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"mariadb-install-db failed; tail of {log_path}:\n{_log_tail(log_path)}")
+    port = free_port()
+    argv = [
+        mariadbd,
+        "--no-defaults",  # must come first: ignore /etc/mysql and ~/.my.cnf
+        f"--datadir={data_dir}",
+        f"--tmpdir={tmp_dir}",
+        f"--socket={socket_path}",
+        f"--pid-file={base_dir / 'mariadb.pid'}",
+        "--bind-address=127.0.0.1",
+        f"--port={port}",
+        "--skip-name-resolve",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+        "--innodb-buffer-pool-size=64M",
+        "--innodb-log-file-size=16M",
+        "--innodb-use-native-aio=0",  # io_setup() may fail inside containers
+        "--innodb-flush-log-at-trx-commit=2",
+        "--skip-log-bin",
+        *as_root,
+    ]
+    server = MariaDBServer(base_dir, argv, port, socket_path)
+    server.start()
+    try:
+        server.setup()
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def start_redis(base_dir: Path) -> RedisServer:
+    """Start redis-server on a free loopback port, no RDB/AOF persistence, dir ``base_dir``."""
+    binary = _find_binary(["redis-server"], "redis-server")
+    base_dir = Path(base_dir).resolve()
+    base_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly"]
+    argv += ["no", "--dir", str(base_dir), "--daemonize", "no", "--logfile", ""]
+    server = RedisServer(base_dir, argv, port, f"redis://127.0.0.1:{port}/0")
+    server.start()
+    return server
+
+
+def _stop_all() -> None:
+    """atexit safety net: stop every server a test forgot to stop."""
+    for server in list(_RUNNING):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+atexit.register(_stop_all)
