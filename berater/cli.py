@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -126,7 +127,7 @@ def keys_new() -> None:
 
 def _stdin_if_dash(password: str) -> str:
     if password == "-":  # noqa: S105 - the stdin marker, not a password
-        return click.get_text_stream("stdin").readline().rstrip("\n")
+        return sys.stdin.readline().rstrip("\n")
     return password
 
 

@@ -94,6 +94,7 @@ class Config:
     ARGON2_PARALLELISM = 1
     JSON_SORT_KEYS = False
     TESTING = False
+    SESSION_COOKIE_SAMESITE = "Lax"
 
 
 class DevConfig(Config):
@@ -116,6 +117,7 @@ class TestConfig(Config):
 class ProdConfig(Config):
     ENV_NAME = "production"
     ENABLE_TEST_TOKEN = False
+    SESSION_COOKIE_SECURE = True
     CRYPTO_KEYS: list[str] = []
     SECRET_KEY = ""
     WECHAT_APPID = ""

@@ -31,7 +31,7 @@ REDACTIONS = [
         r'"\1": "[redacted]"',
     ),
 ]
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -46,13 +46,16 @@ class SafeFormatter(logging.Formatter):
     """Redacts every finished record and keeps it on one line per logical record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = redact(super().format(record))
-        # Tracebacks keep their lines, each marked as a continuation; a CR/LF from input
-        # becomes a visible escape instead of a new line.
-        lines = text.split("\n")
-        first = CONTROL.sub(_escape, lines[0].replace("\r", "\\r"))
-        rest = [" | " + CONTROL.sub(_escape, line.replace("\r", "\\r")) for line in lines[1:]]
-        return "\n".join([first, *rest])
+        saved = record.msg, record.args
+        # The message itself stays on one line, whatever its arguments hold.
+        record.msg, record.args = CONTROL.sub(_escape, record.getMessage()), None
+        try:
+            text = redact(super().format(record))
+        finally:
+            record.msg, record.args = saved
+        # Traceback lines follow, each marked as a continuation of this record.
+        first, *rest = text.split("\n")
+        return "\n".join([first, *(" | " + CONTROL.sub(_escape, line) for line in rest)])
 
 
 def _escape(match: re.Match[str]) -> str:

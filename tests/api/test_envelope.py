@@ -1,0 +1,147 @@
+"""Every answer is the envelope; bad input is a clear 4xx; failures never leak details."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+pytestmark = pytest.mark.backends
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "message"),
+    [
+        ("code=abc", "application/x-www-form-urlencoded", 415, "application/json"),
+        ("code", "text/plain", 415, "application/json"),
+        ('{"code": "abc"', "application/json", 400, "not valid JSON"),
+        ("[1, 2]", "application/json", 400, "JSON object"),
+        ('"abc"', "application/json", 400, "JSON object"),
+        ("null", "application/json", 400, "JSON object"),
+        (b'{"code": "a\\udc00"}', "application/json", 400, ""),
+        ('{"a":' * 100 + "1" + "}" * 100, "application/json", 400, "nested"),
+        ("[" * 5000 + "]" * 5000, "application/json", 400, ""),
+        (b"\xff\xfe{", "application/json", 400, "not valid JSON"),
+    ],
+    ids=[
+        "form",
+        "text",
+        "truncated",
+        "array",
+        "string",
+        "null",
+        "surrogate",
+        "deep-object",
+        "deep-array",
+        "not-utf8",
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_refused(client, data, content_type, status, message):
+    response = client.post("/api/token", data=data, content_type=content_type)
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["code"] == status
+    assert message in body["error"]
+
+
+def test_an_empty_body_names_the_missing_fields(client):
+    response = client.post("/api/token", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["data"]["fields"]
+
+
+def test_an_empty_form_post_is_a_400_not_a_500(client):
+    response = client.post("/api/token", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+
+
+def test_unknown_fields_are_refused_by_name(client):
+    response = client.post("/api/token", json={"code": "abc", "openid": "o_x"})
+    assert response.status_code == 400
+    fields = response.get_json()["data"]["fields"]
+    assert [f["field"] for f in fields] == ["openid"]
+
+
+def test_an_oversized_body_is_413(client):
+    response = client.post("/api/token", json={"code": "a" * 20_000})
+    assert response.status_code == 413
+    assert response.get_json() == {
+        "code": 413,
+        "error": "the request body is too large",
+        "data": None,
+    }
+
+
+def test_unknown_paths_and_methods_get_the_envelope(client):
+    missing = client.get("/api/nothing-here")
+    assert missing.status_code == 404
+    assert missing.get_json()["code"] == 404
+    wrong = client.patch("/api/token")
+    assert wrong.status_code == 405
+    assert wrong.get_json()["code"] == 405
+    assert "GET" in wrong.headers["Allow"]
+
+
+def test_legacy_mode_answers_200_with_the_real_code_in_the_body(make_app):
+    client = make_app(LEGACY_STATUS_200=True).test_client()
+    response = client.get("/api/token")
+    assert response.status_code == 200
+    assert response.get_json()["code"] == 401
+    assert client.post("/api/token", data="x", content_type="text/plain").get_json()["code"] == 415
+
+
+def test_an_unexpected_error_is_a_500_with_a_request_id_and_no_details(make_app, caplog):
+    app = make_app()
+
+    @app.get("/api/boom")
+    def boom():
+        raise RuntimeError("secret internals: password=hunter2")
+
+    with caplog.at_level(logging.ERROR, logger="berater"):
+        response = app.test_client().get("/api/boom", headers={"X-Request-ID": "req-12345678"})
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body["code"] == 500
+    assert "req-12345678" in body["error"]
+    assert "secret internals" not in response.get_data(as_text=True)
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged
+    assert "req-12345678" in logged[0].getMessage()
+
+
+def test_every_request_gets_a_request_id(client):
+    generated = client.get("/api/ping").headers["X-Request-ID"]
+    assert len(generated) == 32
+    assert (
+        client.get("/api/ping", headers={"X-Request-ID": "abc-12345678"}).headers["X-Request-ID"]
+        == "abc-12345678"
+    )
+    forged = client.get("/api/ping", headers={"X-Request-ID": "<script> id=1"})
+    assert forged.headers["X-Request-ID"] != "<script> id=1"
+    assert len(forged.headers["X-Request-ID"]) == 32
+
+
+def test_one_log_line_per_request_with_what_operators_need(client, caplog):
+    with caplog.at_level(logging.INFO, logger="berater.request"):
+        response = client.get("/api/ping")
+    lines = [r.getMessage() for r in caplog.records if r.name == "berater.request"]
+    assert len(lines) == 1
+    assert lines[0].startswith("GET /api/ping 200 ")
+    assert "ms" in lines[0]
+    assert response.headers["X-Request-ID"] in lines[0]
+
+
+def test_the_openapi_document_is_generated_from_the_models(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    post = document["paths"]["/api/token"]["post"]
+    schema_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
+    assert set(schema["properties"]) == {"code", "username", "password"}
+    assert "401" in post["responses"]
+    assert {"get", "put", "post", "delete"} <= set(document["paths"]["/api/token"])
+    assert "bearer" in document["components"]["securitySchemes"]
+    assert client.get("/docs/swagger/").status_code == 200
+    json.dumps(document)

@@ -1,0 +1,171 @@
+"""Fixtures: the app on SQLite or MariaDB, the embedded or a server Redis, the stand-in WeChat.
+
+`pytest` runs everything on SQLite and the embedded store; `pytest -m backends --db=mariadb
+--store=redis` runs the tests marked `backends` again on real servers started here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from werkzeug.serving import make_server
+
+from berater import create_app
+from berater import models  # noqa: F401 - registers the tables
+from berater.db import Base, db, transaction
+from berater.ext import embedded_redis
+from berater.standins import wechat as wechat_standin
+from tests import servers
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=["sqlite", "mariadb"], default="sqlite")
+    parser.addoption("--store", choices=["embedded", "redis"], default="embedded")
+
+
+@pytest.fixture(scope="session")
+def backend_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, servers.Server]]:
+    """The real MariaDB and Redis servers of this run (none on SQLite and the embedded store)."""
+    started: dict[str, servers.Server] = {}
+    base = tmp_path_factory.mktemp("servers")
+    if request.config.getoption("--db") == "mariadb":
+        started["mariadb"] = servers.start_mariadb(base / "mariadb")
+    if request.config.getoption("--store") == "redis":
+        started["redis"] = servers.start_redis(base / "redis")
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def backend_urls(
+    backend_servers: dict[str, servers.Server], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """DATABASE_URL, REDIS_URL and INSTANCE_PATH for this run."""
+    base = tmp_path_factory.mktemp("instance")
+    mariadb, redis_server = backend_servers.get("mariadb"), backend_servers.get("redis")
+    return {
+        "INSTANCE_PATH": str(base),
+        "DATABASE_URL": mariadb.url if mariadb else f"sqlite:///{base / 'berater.sqlite3'}",
+        "REDIS_URL": redis_server.url if redis_server else "",
+    }
+
+
+@pytest.fixture(scope="session")
+def wechat() -> Iterator[wechat_standin.RunningWeChat]:
+    """The stand-in WeChat on a loopback port, for the whole session."""
+    server = wechat_standin.running()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_settings(
+    backend_urls: dict[str, str], wechat: wechat_standin.RunningWeChat
+) -> dict[str, Any]:
+    return {
+        "BERATER_ENV": "testing",
+        **backend_urls,
+        "WECHAT_API_BASE": wechat.url,
+        "WECHAT_OAUTH_BASE": wechat.url,
+        "WECHAT_TIMEOUT": (1.0, 1.5),
+        "SERVER_NAME": None,
+    }
+
+
+@pytest.fixture(scope="session")
+def _schema(base_settings: dict[str, Any]) -> None:
+    """Run the migrations once per session, as `flask db upgrade` does."""
+    app = create_app(base_settings)
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def make_app(
+    base_settings: dict[str, Any], _schema: None, wechat: wechat_standin.RunningWeChat
+) -> Iterator[Callable[..., Flask]]:
+    """Build an app with extra settings; data and store are emptied after the test."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        app = create_app({**base_settings, **overrides})
+        apps.append(app)
+        return app
+
+    wechat.fake.reset()
+    yield build
+    wechat.fake.reset()
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+    if apps:
+        _empty(apps[0])
+        for app in apps:
+            with app.app_context():
+                db.engine.dispose()
+
+
+def _empty(app: Flask) -> None:
+    with app.app_context():
+        with transaction() as session:
+            for table in reversed(Base.metadata.sorted_tables):
+                session.execute(table.delete())
+        app.extensions["berater.store"].flushdb()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):  # noqa: ANN201 - FlaskCliRunner
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[Flask]:
+    """An application context for calling services directly."""
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served over real HTTP on a loopback port, in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def store_client(app: Flask) -> redis.Redis:
+    """The raw Redis client the app uses (embedded or server)."""
+    return app.extensions["berater.store"]
+
+
+def embedded_socket(app: Flask) -> Path:
+    return embedded_redis.socket_path(app.instance_path)

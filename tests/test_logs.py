@@ -1,0 +1,79 @@
+"""No secret or personal data reaches a log line, and input cannot forge one."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from berater.logs import SafeFormatter, redact
+from tests import factories
+
+CARD = factories.id_card(1)
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        (f"id_card {CARD}", CARD),
+        (f"card {CARD[:-1]}x", CARD[:-1] + "x"),
+        ("phone 13812345678", "13812345678"),
+        ("phone +86 138-1234-5678", "138-1234-5678"),
+        ("code 123456 sent", "123456"),
+        ("Authorization: Bearer gAAAAABsomethingverylongtoken123456", "gAAAAABsomething"),
+        ("Bearer face s3cr3t-app-token", "s3cr3t-app-token"),
+        ("password=hunter2&x=1", "hunter2"),
+        ('{"password": "hunter2"}', "hunter2"),
+        ('{"code": "0a1B2c"}', "0a1B2c"),
+    ],
+)
+def test_secrets_and_personal_data_are_redacted(text, hidden):
+    assert hidden not in redact(text)
+
+
+def test_ordinary_text_is_kept():
+    line = "GET /api/token 200 3.2ms id=abc"
+    assert redact(line) == line
+
+
+def _format(message: str, *args: object, exc: BaseException | None = None) -> str:
+    record = logging.LogRecord("berater.x", logging.INFO, __file__, 1, message, args, None)
+    if exc is not None:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    return SafeFormatter("%(message)s").format(record)
+
+
+def test_cr_lf_in_input_cannot_start_a_new_log_line():
+    line = _format("GET %s", "/x\r\n2026-01-01 INFO berater.request forged")
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "\\x0d\\x0a" in line
+
+
+def test_a_traceback_is_redacted_and_marked_as_continuation():
+    try:
+        raise ValueError(f"bad card {CARD}")
+    except ValueError as exc:
+        text = _format("failed", exc=exc)
+    assert CARD not in text
+    assert all(line.startswith(" | ") for line in text.split("\n")[1:])
+
+
+def test_request_logs_never_show_codes_tokens_or_cards(client):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SafeFormatter("%(message)s"))
+    logger = logging.getLogger("berater")
+    logger.addHandler(handler)
+    try:
+        token = client.post("/api/test/token/o_logged").get_json()["data"]["token"]
+        client.get("/api/token", headers={"Authorization": f"Bearer {token}"})
+        client.get(f"/api/code/123456?phone=13812345678&id_card={CARD}")
+        client.post("/api/token", json={"username": "x", "password": "hunter2-secret"})
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue()
+    assert "GET /api/token 200" in output
+    for secret in (token, "123456", "13812345678", CARD, "hunter2-secret"):
+        assert secret not in output
