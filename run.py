@@ -13,10 +13,19 @@ import sys
 import time
 
 from flask_migrate import upgrade
+from werkzeug.serving import WSGIRequestHandler
 
 from berater import create_app
 
 DEV_HOST, DEV_PORT, WECHAT_PORT = "127.0.0.1", 5000, 5001
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """The app logs each request itself, redacted; the dev server's own line would show
+    query strings (OAuth codes and states), so it is dropped."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
 
 
 def _start_wechat_standin() -> subprocess.Popen[bytes]:
@@ -40,7 +49,9 @@ def main() -> None:
         with dev_app.app_context():
             upgrade()
         print(f"\n  Berater: open http://{DEV_HOST}:{DEV_PORT}/ and click 'Sign in'\n", flush=True)
-        dev_app.run(DEV_HOST, DEV_PORT, use_reloader=False, threaded=True)
+        dev_app.run(
+            DEV_HOST, DEV_PORT, use_reloader=False, threaded=True, request_handler=_QuietHandler
+        )
     finally:
         if standin is not None:
             standin.terminate()

@@ -83,6 +83,8 @@ class Config:
     WECHAT_TIMEOUT = (2.0, 3.0)  # connect, read (SECURITY.md: outbound calls)
     SIGNIN_REDIRECT_HOSTS: list[str] = []  # partner app hosts a sign-in may land on
     LEGACY_STATUS_200 = False
+    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (nginx: 1).
+    TRUSTED_PROXIES = 0
     LOG_LEVEL = "INFO"
     ENABLE_TEST_TOKEN = True
     LOGIN_MAX_FAILURES = 10
@@ -116,6 +118,7 @@ class TestConfig(Config):
 
 class ProdConfig(Config):
     ENV_NAME = "production"
+    PREFERRED_URL_SCHEME = "https"
     ENABLE_TEST_TOKEN = False
     SESSION_COOKIE_SECURE = True
     CRYPTO_KEYS: list[str] = []
@@ -141,6 +144,7 @@ PARSERS: dict[str, Any] = {
     "APP_TOKENS": _pairs,
     "SIGNIN_REDIRECT_HOSTS": _list,
     "LEGACY_STATUS_200": _bool,
+    "TRUSTED_PROXIES": int,
     "LOGIN_MAX_FAILURES": int,
     "LOGIN_FAILURE_WINDOW": int,
     "MAX_CONTENT_LENGTH": int,
@@ -165,6 +169,7 @@ ENV_KEYS = (
     "WECHAT_OAUTH_BASE",
     "SIGNIN_REDIRECT_HOSTS",
     "LEGACY_STATUS_200",
+    "TRUSTED_PROXIES",
     "LOG_LEVEL",
     "LOGIN_MAX_FAILURES",
     "LOGIN_FAILURE_WINDOW",
@@ -192,7 +197,8 @@ def load_config(
     settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
     settings["BERATER_ENV"] = name
     for key in ENV_KEYS:
-        if key in environ:
+        # An empty value means "not set": `KEY=` in .env falls back to the default.
+        if environ.get(key, "").strip():
             try:
                 settings[key] = PARSERS.get(key, str)(environ[key])
             except ValueError as exc:

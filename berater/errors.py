@@ -131,7 +131,7 @@ def register_error_handlers(app: Flask) -> None:
             and not _is_disconnect(exc)
         ):
             return handle_unexpected(exc)
-        log.warning("database unavailable: %s", type(exc).__name__)
+        log.warning("database unavailable: %s %s", type(exc).__name__, getattr(exc, "orig", ""))
         return handle_api_error(DatabaseUnavailable())
 
     @app.errorhandler(Exception)

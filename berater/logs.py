@@ -21,7 +21,7 @@ REDACTIONS = [
     # ID card numbers (17 digits and a check character) and other long digit runs.
     (re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])"), "[id_card]"),
     (re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?![0-9])"), "[phone]"),
-    (re.compile(r"(?<![0-9A-Za-z])[0-9]{4,}(?![0-9A-Za-z])"), "[digits]"),
+    (re.compile(r"(?<![0-9A-Za-z])[0-9]{6,}(?![0-9A-Za-z])"), "[digits]"),
     (
         re.compile(r"(?i)\b(password|passwd|secret|token|code|id_card|phone|key)=[^&\s]*"),
         r"\1=[redacted]",
@@ -46,13 +46,18 @@ class SafeFormatter(logging.Formatter):
     """Redacts every finished record and keeps it on one line per logical record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        saved = record.msg, record.args
-        # The message itself stays on one line, whatever its arguments hold.
-        record.msg, record.args = CONTROL.sub(_escape, record.getMessage()), None
+        saved = record.msg, record.args, record.exc_text
+        # The message stays on one line, whatever its arguments hold; it and any traceback
+        # are redacted, the prefix (time, level, pid) is ours and left alone.
+        record.msg, record.args = redact(CONTROL.sub(_escape, record.getMessage())), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         try:
-            text = redact(super().format(record))
+            text = super().format(record)
         finally:
-            record.msg, record.args = saved
+            record.msg, record.args, record.exc_text = saved
         # Traceback lines follow, each marked as a continuation of this record.
         first, *rest = text.split("\n")
         return "\n".join([first, *(" | " + CONTROL.sub(_escape, line) for line in rest)])

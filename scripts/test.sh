@@ -25,6 +25,8 @@ have mariadb-install-db || missing+=(mariadb-server)
 have mariadb-admin || missing+=(mariadb-client)
 have redis-server || missing+=(redis-server)
 have chromium || missing+=(chromium fonts-liberation)
+# Pages are in Chinese: without a CJK font the browser tests' screenshots show boxes.
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)
 have chromedriver || missing+=(chromium-driver)
 if [ ! -x "$PY" ]; then
     have python3 || missing+=(python3)

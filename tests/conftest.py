@@ -18,8 +18,10 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
-from berater import create_app
-from berater import models  # noqa: F401 - registers the tables
+from berater import (
+    create_app,
+    models,  # noqa: F401 - registers the tables
+)
 from berater.db import Base, db, transaction
 from berater.ext import embedded_redis
 from berater.standins import wechat as wechat_standin
@@ -29,6 +31,16 @@ from tests import servers
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--db", choices=["sqlite", "mariadb"], default="sqlite")
     parser.addoption("--store", choices=["embedded", "redis"], default="embedded")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `mariadb` belong to the run with `--db=mariadb`; leave them out of others."""
+    if config.getoption("--db") == "mariadb":
+        return
+    kept = [item for item in items if "mariadb" not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if "mariadb" in i.keywords])
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +151,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def runner(app: Flask):  # noqa: ANN201 - FlaskCliRunner
+def runner(app: Flask):
     return app.test_cli_runner()
 
 
@@ -154,7 +166,7 @@ def ctx(app: Flask) -> Iterator[Flask]:
 def live_server(app: Flask) -> Iterator[str]:
     """The app served over real HTTP on a loopback port, in a thread; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

@@ -40,7 +40,15 @@ def test_the_openid_cannot_be_read_from_the_token(ctx):
         lambda t: t + "=" * 3000,
         lambda t: "gAAAAA" + "é" * 10,
     ],
-    ids=["tampered-tail", "truncated", "flipped-byte", "empty", "garbage", "oversized", "non-ascii"],
+    ids=[
+        "tampered-tail",
+        "truncated",
+        "flipped-byte",
+        "empty",
+        "garbage",
+        "oversized",
+        "non-ascii",
+    ],
 )
 def test_a_changed_or_broken_token_is_invalid(ctx, mangle):
     token, _ = crypto.mint("o_abc", [])

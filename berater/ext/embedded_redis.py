@@ -72,15 +72,15 @@ def _start(folder: Path, path: Path, start_timeout: float) -> None:
         "\n".join(
             [
                 "port 0",
-                f"unixsocket {path}",
+                f"unixsocket {_quote(path)}",
                 "unixsocketperm 700",
-                f"dir {folder}",
+                f"dir {_quote(folder)}",
                 "dbfilename redis.rdb",
                 # Persist revocations and counters across restarts of a laptop.
                 "save 60 1",
                 "appendonly no",
-                f"logfile {folder / 'redis.log'}",
-                f"pidfile {folder / 'redis.pid'}",
+                f"logfile {_quote(folder / 'redis.log')}",
+                f"pidfile {_quote(folder / 'redis.pid')}",
                 "daemonize no",
                 "",
             ]
@@ -100,6 +100,12 @@ def _start(folder: Path, path: Path, start_timeout: float) -> None:
             raise RuntimeError(f"the embedded Redis did not start; see {folder / 'redis.log'}")
         time.sleep(0.02)
     atexit.register(_stop, process, os.getpid())
+
+
+def _quote(value: object) -> str:
+    """A redis.conf string: quoted, so a folder with spaces or quotes stays one argument."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
 
 
 def _stop(process: subprocess.Popen[bytes], owner_pid: int) -> None:

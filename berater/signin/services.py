@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 from flask import current_app, session
 
 from berater.errors import BadRequest
+from berater.extensions import store
 
 STATE_KEY = "signin_state"
-NEXT_KEY = "signin_next"
+STATE_AREA = "signin-state"
+STATE_TTL = 10 * 60  # time for a person on WeChat's page
 MAX_NEXT = 1024
 
 
@@ -32,19 +34,23 @@ def check_next(target: str) -> str:
 
 
 def begin(target: str) -> str:
-    """Remember where to go and a fresh state in the browser's session; return the state."""
+    """A fresh state, bound to this browser (its session) and kept once on the server."""
     state = secrets.token_urlsafe(24)
+    store.set(STATE_AREA, state, check_next(target), ttl=STATE_TTL)
     session[STATE_KEY] = state
-    session[NEXT_KEY] = check_next(target)
     return state
 
 
 def finish(state: str) -> str:
-    """Check the state WeChat sent back (once) and return the remembered target."""
-    expected = session.pop(STATE_KEY, None)
-    target = session.pop(NEXT_KEY, "")
+    """Check the state WeChat sent back and return the remembered target; works once."""
+    expected = session.get(STATE_KEY)
     if not expected or not state or not hmac.compare_digest(expected, state):
         raise BadRequest("this sign-in link is stale or was not started in this browser")
+    session.pop(STATE_KEY, None)
+    # Server-side and single use: a copied session cookie cannot replay the callback.
+    target = store.get_and_delete(STATE_AREA, state)
+    if target is None:
+        raise BadRequest("this sign-in link is stale or was already used")
     return target
 
 

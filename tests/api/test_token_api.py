@@ -275,10 +275,12 @@ def test_revocation_reaches_another_worker_within_the_sync_interval(make_app):
         time.sleep(0.02)
 
 
-def test_the_test_token_route_does_not_exist_in_production(make_app):
+@pytest.fixture
+def prod_app(make_app):
+    """The app under production settings (with real-looking secrets)."""
     from cryptography.fernet import Fernet
 
-    app = make_app(
+    return make_app(
         BERATER_ENV="production",
         ENABLE_TEST_TOKEN=False,
         SECRET_KEY="p" * 40,
@@ -288,26 +290,17 @@ def test_the_test_token_route_does_not_exist_in_production(make_app):
         WECHAT_TOKEN="t" * 32,
         APP_TOKENS={},
     )
-    response = app.test_client().post("/api/test/token/o_anyone")
+
+
+def test_the_test_token_route_does_not_exist_in_production(prod_app):
+    response = prod_app.test_client().post("/api/test/token/o_anyone")
     assert response.status_code == 404
     assert response.get_json()["code"] == 404
 
 
-def test_a_development_key_token_is_refused_in_production(make_app):
-    from cryptography.fernet import Fernet
-
-    dev_token = test_token(make_app().test_client(), "o_dev")
-    prod = make_app(
-        BERATER_ENV="production",
-        ENABLE_TEST_TOKEN=False,
-        SECRET_KEY="p" * 40,
-        CRYPTO_KEYS=[Fernet.generate_key().decode()],
-        WECHAT_APPID="wx_prod_appid_0001",
-        WECHAT_SECRET="s" * 32,
-        WECHAT_TOKEN="t" * 32,
-        APP_TOKENS={},
-    )
-    assert prod.test_client().get("/api/token", headers=bearer(dev_token)).status_code == 401
+def test_a_development_key_token_is_refused_in_production(client, prod_app):
+    dev_token = test_token(client, "o_dev")
+    assert prod_app.test_client().get("/api/token", headers=bearer(dev_token)).status_code == 401
 
 
 # --- the Authorization header ---------------------------------------------------------------

@@ -1,0 +1,286 @@
+"""Real gunicorn, two sync workers, the embedded store: what MEASURED.md's pitfall is about.
+
+The master starts the embedded Redis before forking (gunicorn.conf.py `on_starting`), so both
+workers share one server, and with it tokens' revocations; the master stops it at exit.
+
+To know which worker answered, each probe sends the same request on two connections held
+open at once: a sync worker serves one connection at a time, so while the first worker waits
+for the rest of its request the second connection can only be taken by the other worker.
+Which worker holds which connection is read from the kernel (psutil), and each answer is
+matched to a worker through its access-log line ([pid] and the request id we sent).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from berater.config import ENV_KEYS
+from berater.ext import embedded_redis
+from berater.standins.wechat import RunningWeChat
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+START_TIMEOUT = 20.0
+LETTERS = string.ascii_lowercase
+REVOKED_WITHIN = 1.5  # REVOCATION_SYNC is 1 s by default
+ACCESS_LINE = re.compile(
+    r"berater\.request \[(?P<pid>\d+)\] \w+ \S+ (?P<status>\d{3}) .* id=(?P<request_id>\S+)"
+)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    worker: int = 0
+    request_id: str = ""
+
+
+def test_gunicorn_workers_share_one_embedded_store_and_its_revocations(
+    tmp_path: Path, wechat: RunningWeChat
+) -> None:
+    instance = tmp_path / "instance"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update(
+        {
+            "BERATER_ENV": "testing",
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "REDIS_URL": "",
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "LOG_LEVEL": "INFO",
+            "WECHAT_API_BASE": wechat.url,
+            "WECHAT_OAUTH_BASE": wechat.url,
+        }
+    )
+    upgrade = subprocess.run(
+        [str(BIN / "flask"), "--app", "run", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upgrade.returncode == 0, f"flask db upgrade failed:\n{upgrade.stderr[-3000:]}"
+    assert _servers_for(instance) == []  # `flask` started its own store and stopped it at exit
+
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        master = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        workers = _wait_until_serving(master, port, log_path)
+
+        # One embedded server for the instance, started by the master, not by a worker.
+        running = _servers_for(instance)
+        assert len(running) == 1, f"{len(running)} embedded servers: {running}"
+        assert running[0].ppid() == master.pid
+
+        # Both workers answer, each in its own process.
+        probes: list[Answer] = []
+        pings = _on_both_workers(port, workers, "GET", "/api/ping")
+        probes += pings
+        assert sorted(a.worker for a in pings) == sorted(workers)
+        assert [a.status for a in pings] == [200, 200]
+
+        # A token minted through one request is accepted everywhere afterwards.
+        minted = _request(port, "POST", "/api/test/token/o_gunicorn")
+        assert minted.status == 200, minted.body
+        auth = {"Authorization": f"Bearer {minted.body['data']['token']}"}
+        for _ in range(8):
+            answer = _request(port, "GET", "/api/token", auth)
+            assert answer.status == 200, answer.body
+        accepted = _on_both_workers(port, workers, "GET", "/api/token", auth)
+        probes += accepted
+        for answer in accepted:
+            assert answer.status == 200, (answer.worker, answer.body)
+
+        # Sign-out in one worker: within REVOKED_WITHIN every worker refuses the token.
+        assert _request(port, "DELETE", "/api/token", auth).status == 200
+        signed_out = time.monotonic()
+        while True:
+            answers = _on_both_workers(port, workers, "GET", "/api/token", auth)
+            probes += answers
+            if all(a.status == 401 for a in answers):
+                break
+            took = time.monotonic() - signed_out
+            assert took < REVOKED_WITHIN, f"still accepted {took:.2f}s after sign-out: {answers}"
+            time.sleep(0.05)
+        for _ in range(3):
+            refused = _on_both_workers(port, workers, "GET", "/api/token", auth)
+            probes += refused
+            for answer in refused:
+                assert answer.status == 401, (answer.worker, answer.body)
+                assert "revoked" in answer.body["error"]
+        for _ in range(8):
+            assert _request(port, "GET", "/api/token", auth).status == 401
+        # The mark the workers shared lives in the one embedded server.
+        client = redis.Redis(unix_socket_path=str(embedded_redis.socket_path(instance)))
+        try:
+            assert client.hexists("berater:revoke:marks", "o_gunicorn")
+        finally:
+            client.close()
+
+        # Each worker logged its own answers: the access line carries its [pid].
+        logged = {
+            m["request_id"]: (int(m["pid"]), int(m["status"]))
+            for m in map(ACCESS_LINE.search, log_path.read_text(errors="replace").splitlines())
+            if m
+        }
+        for probe in probes:
+            assert logged.get(probe.request_id) == (probe.worker, probe.status), probe
+
+        # SIGTERM: the workers stop, then the master, which stops the embedded server.
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=25) == 0
+        assert not embedded_redis.is_alive(embedded_redis.socket_path(instance))
+        assert _servers_for(instance) == []
+        assert not any(psutil.pid_exists(pid) and _is_running(pid) for pid in workers)
+    except BaseException:
+        print(f"---- tail of gunicorn's output ({log_path}) ----\n{_tail(log_path)}")
+        raise
+    finally:
+        _cleanup(master, instance)
+
+
+def _wait_until_serving(master: subprocess.Popen[bytes], port: int, log_path: Path) -> list[int]:
+    """Wait until /api/ping answers and the master has two booted workers; return their pids."""
+    deadline = time.monotonic() + START_TIMEOUT
+    workers: list[int] = []
+    while time.monotonic() < deadline:
+        if master.poll() is not None:
+            pytest.fail(f"gunicorn exited with {master.returncode}:\n{_tail(log_path)}")
+        workers = [
+            p.pid for p in psutil.Process(master.pid).children() if "redis-server" not in p.name()
+        ]
+        if len(workers) == 2:
+            try:
+                if _request(port, "GET", "/api/ping").status == 200:
+                    return workers
+            except OSError:
+                pass
+        time.sleep(0.1)
+    pytest.fail(f"gunicorn did not serve within {START_TIMEOUT}s (workers {workers})")
+
+
+def _request(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> Answer:
+    """One request on a new connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers={"Connection": "close", **(headers or {})})
+        response = conn.getresponse()
+        return Answer(response.status, json.loads(response.read()))
+    finally:
+        conn.close()
+
+
+def _on_both_workers(
+    port: int, workers: list[int], method: str, path: str, headers: dict[str, str] | None = None
+) -> list[Answer]:
+    """Send the request to each worker once (see the module docstring); answers in pid order."""
+    request_ids, socks = [], []
+    try:
+        for _ in workers:
+            # Letters only: the log redactor masks long digit runs.
+            request_id = "probe-" + "".join(secrets.choice(LETTERS) for _ in range(12))
+            lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+            lines += [
+                f"X-Request-ID: {request_id}",
+                *(f"{k}: {v}" for k, v in (headers or {}).items()),
+            ]
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            socks.append(sock)
+            sock.sendall(("\r\n".join(lines) + "\r\n").encode())  # no blank line yet: held
+            request_ids.append(request_id)
+        holders = [_holder(sock, workers) for sock in socks]
+        assert sorted(holders) == sorted(workers), f"connections held by {holders}"
+        answers = []
+        for sock, holder, request_id in zip(socks, holders, request_ids, strict=True):
+            sock.sendall(b"\r\n")
+            response = http.client.HTTPResponse(sock, method=method)
+            response.begin()
+            assert response.getheader("X-Request-ID") == request_id
+            answers.append(Answer(response.status, json.loads(response.read()), holder, request_id))
+            response.close()
+    finally:
+        for sock in socks:
+            sock.close()
+    return sorted(answers, key=lambda a: a.worker)
+
+
+def _holder(sock: socket.socket, workers: list[int]) -> int:
+    """The worker whose accepted connection is the other end of `sock`."""
+    here = sock.getsockname()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for pid in workers:
+            for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                if conn.raddr and (conn.raddr.ip, conn.raddr.port) == here:
+                    return pid
+        time.sleep(0.02)
+    pytest.fail(f"no worker accepted the connection from {here}")
+
+
+def _servers_for(instance: Path) -> list[psutil.Process]:
+    """redis-server processes serving `instance` (Redis retitles itself `unixsocket:<path>`)."""
+    title = f"unixsocket:{embedded_redis.socket_path(instance)}"
+    config = str(instance.resolve() / "redis.conf")
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        # Depending on the length of the original argv, the new title is one argument or
+        # several, padded with empty ones: compare the joined text.
+        text = " ".join(arg for arg in process.info["cmdline"] or [] if arg).rstrip()
+        if text.endswith((f" {config}", f" {title}")):
+            found.append(process)
+    return found
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def _cleanup(master: subprocess.Popen[bytes], instance: Path) -> None:
+    """Whatever happened above: no gunicorn and no embedded server outlive the test."""
+    if master.poll() is None:
+        os.killpg(master.pid, signal.SIGKILL)  # the master and its workers (one session)
+        master.wait(timeout=10)
+    for process in _servers_for(instance):  # the store runs in a session of its own
+        process.kill()
+        process.wait(timeout=10)
