@@ -17,6 +17,9 @@ keepalive = 2
 limit_request_line = 4094
 limit_request_field_size = 8190
 accesslog = None  # the app logs one redacted line per request
+# gunicorn 27's control socket defaults to one path per user (~/.gunicorn), shared by every
+# gunicorn on the machine; nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server):

@@ -130,6 +130,7 @@ def make_app(
         for app in apps:
             with app.app_context():
                 db.engine.dispose()
+            app.extensions["berater.store"].close()
 
 
 def _empty(app: Flask) -> None:

@@ -56,7 +56,8 @@ def ensure_running(instance_path: str | os.PathLike[str], start_timeout: float =
         return path
     with open(folder / "redis.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if is_alive(path):
+        # A slower look under the lock: a server that is merely busy must not be replaced.
+        if is_alive(path, timeout=2.0):
             return path
         _start(folder, path, start_timeout)
     return path
