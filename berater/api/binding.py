@@ -1,0 +1,108 @@
+"""Binding endpoints: /api/candidate, /api/student, /api/source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from spectree import Response as Resp
+
+from berater import binding
+from berater.api import bp
+from berater.api.binding_schemas import (
+    BoundOut,
+    CandidateIn,
+    CandidatePatch,
+    SourceOut,
+    StudentIn,
+    StudentPatch,
+)
+from berater.api.schemas import Envelope, ErrorOut
+from berater.api.services import issue_token
+from berater.auth import current_identity, token_required
+from berater.db import transaction
+from berater.extensions import spec
+from berater.http import json_body, ok
+from berater.identifiers import mask_phone
+
+ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 429, 503)}
+BEARER = {"bearer": []}
+BOUND = Resp(HTTP_200=Envelope[BoundOut], **ERRORS)
+
+
+def _candidate_record(row: Any) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "province": row.province,
+        "city": row.city,
+        "score": row.score,
+        "subject": row.subject,
+        "phone": mask_phone(row.phone),
+    }
+
+
+def _bound(record: dict[str, Any]) -> Response:
+    return ok({**issue_token(current_identity.subject), "record": record})
+
+
+def _wechat_only() -> str:
+    """Binding is for WeChat users: password accounts and apps have no openid to bind."""
+    from berater.errors import Forbidden
+
+    if current_identity.kind != "wechat":
+        raise Forbidden("only a WeChat sign-in can be bound")
+    return current_identity.subject
+
+
+@bp.post("/candidate")
+@spec.validate(json=CandidateIn, resp=BOUND, tags=["binding"], security=BEARER)
+@token_required()
+def create_candidate() -> Response:
+    """Register as a candidate (考生) with the phone just verified by SMS."""
+    fields = json_body(CandidateIn).model_dump()
+    with transaction():
+        row = binding.bind_candidate(_wechat_only(), fields)
+        return _bound(_candidate_record(row))
+
+
+@bp.patch("/candidate")
+@spec.validate(json=CandidatePatch, resp=BOUND, tags=["binding"], security=BEARER)
+@token_required("candidate")
+def patch_candidate() -> Response:
+    """Change some of the candidate's details."""
+    fields = json_body(CandidatePatch).model_dump(exclude_unset=True, exclude_none=True)
+    with transaction():
+        row = binding.update_candidate(_wechat_only(), fields)
+        return _bound(_candidate_record(row))
+
+
+@bp.post("/student")
+@spec.validate(json=StudentIn, resp=BOUND, tags=["binding"], security=BEARER)
+@token_required()
+def create_student() -> Response:
+    """Bind to the admission list: ID card plus student number or admission number."""
+    body = json_body(StudentIn)
+    openid = _wechat_only()
+    with transaction():
+        binding.bind_student(openid, body.id_card, body.id)
+        return _bound(binding.own_source(openid))
+
+
+@bp.patch("/student")
+@spec.validate(json=StudentPatch, resp=BOUND, tags=["binding"], security=BEARER)
+@token_required("student")
+def patch_student() -> Response:
+    """Change the bound student's phone (verified by SMS)."""
+    fields = json_body(StudentPatch).model_dump(exclude_unset=True, exclude_none=True)
+    openid = _wechat_only()
+    with transaction():
+        binding.update_student(openid, fields)
+        return _bound(binding.own_source(openid))
+
+
+@bp.get("/source")
+@spec.validate(resp=Resp(HTTP_200=Envelope[SourceOut], **ERRORS), tags=["binding"], security=BEARER)
+@token_required("student")
+def get_source() -> Response:
+    """The bearer's own admission-list record, ID card and phone masked."""
+    return ok(binding.own_source(_wechat_only()))

@@ -1,0 +1,311 @@
+"""Binding: candidate details, student ID card + number, the admission record (SECURITY.md)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from berater.db import db
+from berater.models import Candidate, Student
+from tests import factories
+
+pytestmark = pytest.mark.backends
+
+PHONE = "13800138000"
+CANDIDATE = {
+    "name": "李四",
+    "province": "江苏省",
+    "city": "南京",
+    "score": 612.5,
+    "subject": "物理类",
+}
+
+
+@pytest.fixture
+def app(make_app):
+    """Send limits out of the way: these tests verify several phones a minute."""
+    return make_app(SMS_SEND_LIMITS=((1000, 60),), SMS_IP_LIMITS=((1000, 60),))
+
+
+@pytest.fixture
+def verify_phone(aliyun):
+    """Verify `phone` for the bearer of `token` the way a person does: SMS code, then check."""
+
+    def verify(http, token: str, phone: str, base: str = "") -> None:
+        sent = http.post(f"{base}/api/code", json={"phone": phone}, headers=bearer(token))
+        assert sent.status_code == 200, sent.json() if base else sent.get_json()
+        code = aliyun.fake.sent[-1].template_param["code"]
+        checked = http.post(f"{base}/api/code/verify", json={"code": code}, headers=bearer(token))
+        assert checked.status_code == 200
+
+    return verify
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sign_in(client, openid: str) -> str:
+    return client.post(f"/api/test/token/{openid}").get_json()["data"]["token"]
+
+
+@pytest.fixture
+def source(ctx):
+    row = factories.source_student(stuid="202600042", admission_id="26320102000042")
+    db.session.commit()
+    return {"id_card": row.id_card, "stuid": row.stuid, "admission_id": row.admission_id}
+
+
+# --- candidates -----------------------------------------------------------------------------
+
+
+def test_a_candidate_binds_with_a_verified_phone_and_gets_the_role(verify_phone, client, app):
+    token = sign_in(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    response = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
+    assert response.status_code == 200, response.get_json()
+    data = response.get_json()["data"]
+    assert data["candidate"] is True
+    assert data["record"]["province"] == "江苏"
+    assert data["record"]["phone"] == "138****8000"
+    check = client.get("/api/token", headers=bearer(data["token"])).get_json()["data"]
+    assert check["roles"] == ["candidate"]
+    # The old token picks up the new role at its next check, too.
+    assert client.get("/api/token", headers=bearer(token)).get_json()["data"]["candidate"]
+    with app.app_context():
+        assert db.session.get(Candidate, "o_cand").phone == PHONE
+
+
+def test_binding_needs_a_verified_phone_and_consumes_it(verify_phone, client):
+    token = sign_in(client, "o_cand")
+    refused = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
+    assert refused.status_code == 403
+    assert "verify your phone" in refused.get_json()["error"]
+    verify_phone(client, token, PHONE)
+    assert client.post("/api/candidate", json=CANDIDATE, headers=bearer(token)).status_code == 200
+    other = sign_in(client, "o_cand2")
+    # The verified phone belonged to o_cand and is used up.
+    assert client.post("/api/candidate", json=CANDIDATE, headers=bearer(other)).status_code == 403
+
+
+def test_a_candidate_cannot_register_twice(verify_phone, client):
+    token = sign_in(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
+    again = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"province": "火星"}, "province"),
+        ({"province": "Jiangsu"}, "province"),
+        ({"score": 9999}, "score"),
+        ({"score": -1}, "score"),
+        ({"score": "600"}, "score"),
+        ({"score": True}, "score"),
+        ({"subject": "音乐"}, "subject"),
+        ({"name": ""}, "name"),
+        ({"name": "名" * 33}, "name"),
+        ({"name": "a\nb"}, "name"),
+        ({"city": ""}, "city"),
+        ({"openid": "o_other"}, "openid"),
+        ({"phone": PHONE}, "phone"),
+        ({"deleted": True}, "deleted"),
+    ],
+)
+def test_bad_candidate_fields_are_refused_and_nothing_is_written(
+    verify_phone, client, app, change, field
+):
+    token = sign_in(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    response = client.post("/api/candidate", json={**CANDIDATE, **change}, headers=bearer(token))
+    assert response.status_code == 400
+    assert field in response.get_json()["error"]
+    with app.app_context():
+        assert db.session.get(Candidate, "o_cand") is None
+
+
+def test_a_candidate_updates_details_and_changes_phone_only_when_verified(
+    verify_phone, client, app
+):
+    token = sign_in(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    token = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token)).get_json()["data"][
+        "token"
+    ]
+    patched = client.patch("/api/candidate", json={"score": 640}, headers=bearer(token))
+    assert patched.status_code == 200
+    assert patched.get_json()["data"]["record"]["score"] == 640
+    unverified = client.patch(
+        "/api/candidate", json={"phone": "13900139000"}, headers=bearer(token)
+    )
+    assert unverified.status_code == 400
+    verify_phone(client, token, "13900139000")
+    moved = client.patch("/api/candidate", json={"phone": "139 0013 9000"}, headers=bearer(token))
+    assert moved.status_code == 200
+    with app.app_context():
+        assert db.session.get(Candidate, "o_cand").phone == "13900139000"
+
+
+def test_patch_needs_the_candidate_role(client):
+    token = sign_in(client, "o_nobody")
+    assert (
+        client.patch("/api/candidate", json={"score": 1}, headers=bearer(token)).status_code == 403
+    )
+
+
+# --- students -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number_field", ["stuid", "admission_id"])
+def test_a_student_binds_with_id_card_and_either_number(verify_phone, client, source, number_field):
+    token = sign_in(client, "o_stu")
+    verify_phone(client, token, PHONE)
+    body = {"id_card": source["id_card"].lower(), "id": source[number_field]}
+    response = client.post("/api/student", json=body, headers=bearer(token))
+    assert response.status_code == 200, response.get_json()
+    data = response.get_json()["data"]
+    assert data["student"] is True
+    assert data["record"]["stuid"] == "202600042"
+    assert data["record"]["id_card"] == source["id_card"][:6] + "********" + source["id_card"][-4:]
+    check = client.get("/api/token", headers=bearer(data["token"])).get_json()["data"]
+    assert check["stuid"] == "202600042"
+
+
+@pytest.mark.parametrize(
+    "id_card",
+    ["123", "11010519491231002", "110105194912310021", "11010519491331002X", "1101051949123100２X"],
+)
+def test_an_invalid_id_card_is_a_400_before_any_lookup(verify_phone, client, source, id_card):
+    token = sign_in(client, "o_stu")
+    verify_phone(client, token, PHONE)
+    response = client.post(
+        "/api/student", json={"id_card": id_card, "id": "202600042"}, headers=bearer(token)
+    )
+    assert response.status_code == 400
+
+
+def test_a_wrong_number_looks_like_an_unknown_card(verify_phone, client, source):
+    token = sign_in(client, "o_stu")
+    verify_phone(client, token, PHONE)
+    wrong = client.post(
+        "/api/student",
+        json={"id_card": source["id_card"], "id": "999999999"},
+        headers=bearer(token),
+    )
+    unknown = client.post(
+        "/api/student",
+        json={"id_card": factories.id_card(777), "id": "202600042"},
+        headers=bearer(token),
+    )
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.get_json() == unknown.get_json()
+
+
+def test_failed_bindings_are_limited_per_openid_per_day(verify_phone, client, source):
+    token = sign_in(client, "o_guess")
+    verify_phone(client, token, PHONE)
+    for n in range(5):
+        body = {"id_card": source["id_card"], "id": f"10000{n}"}
+        assert client.post("/api/student", json=body, headers=bearer(token)).status_code == 404
+    right = {"id_card": source["id_card"], "id": source["stuid"]}
+    limited = client.post("/api/student", json=right, headers=bearer(token))
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 3600
+    other = sign_in(client, "o_other")
+    verify_phone(client, other, "13900139000")
+    assert client.post("/api/student", json=right, headers=bearer(other)).status_code == 200
+
+
+def test_one_id_card_binds_one_openid(verify_phone, client, source):
+    first, second = sign_in(client, "o_first"), sign_in(client, "o_second")
+    verify_phone(client, first, PHONE)
+    verify_phone(client, second, "13900139000")
+    body = {"id_card": source["id_card"], "id": source["stuid"]}
+    assert client.post("/api/student", json=body, headers=bearer(first)).status_code == 200
+    taken = client.post("/api/student", json=body, headers=bearer(second))
+    assert taken.status_code == 409
+
+
+def test_concurrent_bindings_of_one_card_have_one_winner(verify_phone, app, live_server, source):
+    import requests
+
+    tokens = []
+    for n in range(8):
+        token = requests.post(f"{live_server}/api/test/token/o_race{n}", timeout=10).json()["data"][
+            "token"
+        ]
+        verify_phone(requests, token, f"1380013800{n}", base=live_server)
+        tokens.append(token)
+    body = {"id_card": source["id_card"], "id": source["stuid"]}
+    results: list[int] = []
+    barrier = threading.Barrier(len(tokens))
+
+    def bind(token: str) -> None:
+        barrier.wait()
+        answer = requests.post(
+            f"{live_server}/api/student", json=body, headers=bearer(token), timeout=20
+        )
+        results.append(answer.status_code)
+
+    threads = [threading.Thread(target=bind, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [200] + [409] * 7
+    with app.app_context():
+        assert db.session.query(Student).count() == 1
+
+
+@pytest.mark.parametrize(
+    "extra", [{"openid": "o_x"}, {"stuid": "1"}, {"deleted": True}, {"phone": PHONE}]
+)
+def test_fields_a_client_does_not_own_are_refused(verify_phone, client, source, extra):
+    token = sign_in(client, "o_stu")
+    verify_phone(client, token, PHONE)
+    body = {"id_card": source["id_card"], "id": source["stuid"], **extra}
+    response = client.post("/api/student", json=body, headers=bearer(token))
+    assert response.status_code == 400
+    assert next(iter(extra)) in response.get_json()["error"]
+
+
+def test_a_student_binding_cannot_move_to_another_card(verify_phone, client, source):
+    token = sign_in(client, "o_stu")
+    verify_phone(client, token, PHONE)
+    body = {"id_card": source["id_card"], "id": source["stuid"]}
+    token = client.post("/api/student", json=body, headers=bearer(token)).get_json()["data"][
+        "token"
+    ]
+    moved = client.patch(
+        "/api/student", json={"id_card": factories.id_card(555)}, headers=bearer(token)
+    )
+    assert moved.status_code == 409
+    same = client.patch("/api/student", json={"id_card": source["id_card"]}, headers=bearer(token))
+    assert same.status_code == 200
+
+
+def test_source_returns_only_the_bearers_record_masked(verify_phone, client, source, ctx):
+    factories.student("o_someone_else")
+    db.session.commit()
+    token = sign_in(client, "o_stu")
+    verify_phone(client, token, PHONE)
+    body = {"id_card": source["id_card"], "id": source["stuid"]}
+    token = client.post("/api/student", json=body, headers=bearer(token)).get_json()["data"][
+        "token"
+    ]
+    data = client.get("/api/source", headers=bearer(token)).get_json()["data"]
+    assert data["stuid"] == "202600042"
+    assert data["phone"] == "138****8000"
+    assert source["id_card"] not in str(data)
+    candidate = sign_in(client, "o_not_student")
+    assert client.get("/api/source", headers=bearer(candidate)).status_code == 403
+    assert (
+        client.get(
+            "/api/source", headers={"Authorization": "Bearer face dev-face-app-token"}
+        ).status_code
+        == 403
+    )
