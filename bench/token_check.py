@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import http.client
-import importlib.util
 import json
 import os
 import random
@@ -64,15 +63,12 @@ ID_CARD = "11010519991231002X"
 
 
 def load_servers() -> ModuleType:
-    """tests/servers.py, by path: `tests` is not a package and the name is too common."""
-    spec = importlib.util.spec_from_file_location(
-        "berater_test_servers", PROJECT_ROOT / "tests" / "servers.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """tests/servers.py: the throwaway MariaDB and Redis servers of the test suite."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from tests import servers
+
+    return servers
 
 
 # --------------------------------------------------------------------------- environment

@@ -46,12 +46,25 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     crypto.init_app(app)
     wechat.init_app(app)
     revocation.init_app(app)
+    # SMS codes (berater/ext/sms.py): Aliyun or the console backend, by SMS_BACKEND.
+    from berater.extensions import sms
+
+    sms.init_app(app)
 
     app.before_request(http.read_json_body)
     app.register_blueprint(api_bp)
     if app.config["ENABLE_TEST_TOKEN"]:
         app.register_blueprint(testing_bp)
     app.register_blueprint(signin_bp)
+    # The console SMS backend's page of recent codes: development and testing only.
+    if app.config["ENABLE_TEST_TOKEN"]:
+        from berater.api.codes import dev_bp as sms_dev_bp
+
+        app.register_blueprint(sms_dev_bp)
+    # Admin: invitation links, roles, audit trail, password accounts.
+    from berater.admin import bp as admin_bp
+
+    app.register_blueprint(admin_bp)
     errors.register_error_handlers(app)
     spec.register(app)
 

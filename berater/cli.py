@@ -11,7 +11,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from berater import accounts, identity
+from berater import accounts, audit, identity
 from berater.db import transaction
 from berater.errors import ApiError
 from berater.ext.crypto import new_key
@@ -53,6 +53,7 @@ def user_create(username: str, password: str) -> None:
     """Create an account."""
     with transaction():
         user = accounts.create_user(username, _stdin_if_dash(password))
+        audit.record(audit.CLI_ACTOR, audit.USER_CREATE, user.username)
     click.echo(f"created {user.username}")
 
 
@@ -64,6 +65,7 @@ def user_reset_password(username: str, password: str) -> None:
     """Set a new password; the account's tokens stop working."""
     with transaction():
         accounts.reset_password(username, _stdin_if_dash(password))
+        audit.record(audit.CLI_ACTOR, audit.USER_RESET, accounts.normalise_username(username))
     click.echo(f"password of {username.strip().lower()} reset")
 
 
@@ -75,6 +77,8 @@ def user_disable(username: str, enable: bool) -> None:
     """Disable an account; its tokens stop working."""
     with transaction():
         accounts.set_disabled(username, disabled=not enable)
+        action = audit.USER_ENABLE if enable else audit.USER_DISABLE
+        audit.record(audit.CLI_ACTOR, action, accounts.normalise_username(username))
     click.echo(f"{username.strip().lower()} {'enabled' if enable else 'disabled'}")
 
 
@@ -92,7 +96,9 @@ def user_list() -> None:
 def role_grant(subject: str, role: str) -> None:
     """Grant ROLE to SUBJECT (an openid, or user:<username>)."""
     with transaction():
-        added = identity.grant_role(subject, role, granted_by="cli")
+        added = identity.grant_role(subject, role, granted_by=audit.CLI_ACTOR)
+        if added:
+            audit.record(audit.CLI_ACTOR, audit.GRANT, subject, role)
     click.echo(f"granted {role}" if added else f"already held {role}")
 
 
@@ -104,6 +110,7 @@ def role_revoke(subject: str, role: str) -> None:
     """Take ROLE from SUBJECT; its tokens lose the role at once."""
     with transaction():
         identity.revoke_role(subject, role)
+        audit.record(audit.CLI_ACTOR, audit.REVOKE, subject, role)
     click.echo(f"revoked {role}")
 
 
@@ -134,3 +141,8 @@ def _stdin_if_dash(password: str) -> str:
 def register(app: Flask) -> None:
     for group in (user_cli, role_cli, token_cli, keys_cli):
         app.cli.add_command(group)
+
+    # The admission list import (issue 4): berater/cli_admission.py.
+    from berater.cli_admission import admission_cli
+
+    app.cli.add_command(admission_cli)

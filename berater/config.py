@@ -26,6 +26,8 @@ DEV_VALUES = frozenset(
         "dev-wechat-token",
         "dev-face-app-token",
         "wx_dev_appid",
+        "dev-sms-access-key",
+        "dev-sms-access-secret",
         "changeme",
         "secret",
     }
@@ -87,6 +89,10 @@ class Config:
     TRUSTED_PROXIES = 0
     LOG_LEVEL = "INFO"
     ENABLE_TEST_TOKEN = True
+    # Binding (berater/binding.py)
+    BIND_MAX_FAILURES = 5  # failed student bindings per openid and day
+    CANDIDATE_MAX_SCORE = 750.0
+    CANDIDATE_SUBJECTS: list[str] = ["物理类", "历史类", "理科", "文科", "综合改革"]
     LOGIN_MAX_FAILURES = 10
     LOGIN_FAILURE_WINDOW = 15 * 60
     MAX_CONTENT_LENGTH = 16 * 1024
@@ -97,12 +103,31 @@ class Config:
     JSON_SORT_KEYS = False
     TESTING = False
     SESSION_COOKIE_SAMESITE = "Lax"
+    # Admin invitations (berater/admin/invites.py): fixed by SECURITY.md, not read from the
+    # environment; tests shorten it.
+    INVITE_TTL = 30 * 60
+    # --- SMS codes (berater/ext/sms.py, berater/codes.py) ---
+    SMS_BACKEND = "aliyun"  # "aliyun" or "console" (development: logs, shows /dev/sms)
+    SMS_ENDPOINT = "https://dysmsapi.aliyuncs.com"
+    SMS_REGION = "cn-hangzhou"
+    SMS_ACCESS_KEY = ""
+    SMS_ACCESS_SECRET = ""
+    SMS_SIGN_NAME = ""
+    SMS_TEMPLATE_CODE = ""  # a template with one variable, ${code}
+    SMS_TIMEOUT = (2.0, 3.0)  # connect, read (SECURITY.md: outbound calls; never retried)
+    # Fixed by SECURITY.md, not read from the environment; tests shorten them.
+    SMS_CODE_TTL = 5 * 60
+    SMS_CODE_TRIES = 5
+    SMS_VERIFIED_TTL = 30 * 60
+    SMS_SEND_LIMITS = ((1, 60), (5, 3600), (10, 86400))  # (sends, seconds) per phone, per openid
+    SMS_IP_LIMITS = ((10, 3600), (50, 86400))  # (sends, seconds) per client IP
 
 
 class DevConfig(Config):
     ENV_NAME = "development"
     SIGNIN_REDIRECT_HOSTS = ["127.0.0.1", "localhost"]
     LOG_LEVEL = "DEBUG"
+    SMS_BACKEND = "console"
 
 
 class TestConfig(Config):
@@ -114,6 +139,12 @@ class TestConfig(Config):
     # Fast hashes keep the suite quick; production uses the SECURITY.md parameters.
     ARGON2_MEMORY_KIB = 1024
     ARGON2_TIME_COST = 1
+    # The stand-in Aliyun SMS (python -m berater.standins.aliyun); tests start their own.
+    SMS_ENDPOINT = "http://127.0.0.1:5002"
+    SMS_ACCESS_KEY = "dev-sms-access-key"
+    SMS_ACCESS_SECRET = "dev-sms-access-secret"
+    SMS_SIGN_NAME = "Berater"
+    SMS_TEMPLATE_CODE = "SMS_000000001"
 
 
 class ProdConfig(Config):
@@ -146,6 +177,9 @@ PARSERS: dict[str, Any] = {
     "LEGACY_STATUS_200": _bool,
     "TRUSTED_PROXIES": int,
     "LOGIN_MAX_FAILURES": int,
+    "BIND_MAX_FAILURES": int,
+    "CANDIDATE_MAX_SCORE": float,
+    "CANDIDATE_SUBJECTS": _list,
     "LOGIN_FAILURE_WINDOW": int,
     "MAX_CONTENT_LENGTH": int,
 }
@@ -172,11 +206,21 @@ ENV_KEYS = (
     "TRUSTED_PROXIES",
     "LOG_LEVEL",
     "LOGIN_MAX_FAILURES",
+    "BIND_MAX_FAILURES",
+    "CANDIDATE_MAX_SCORE",
+    "CANDIDATE_SUBJECTS",
     "LOGIN_FAILURE_WINDOW",
     "MAX_CONTENT_LENGTH",
+    "SMS_BACKEND",
+    "SMS_ENDPOINT",
+    "SMS_ACCESS_KEY",
+    "SMS_ACCESS_SECRET",
+    "SMS_SIGN_NAME",
+    "SMS_TEMPLATE_CODE",
 )
 PROD_SECRETS = ("SECRET_KEY", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "DATABASE_URL")
 MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64
+PEOPLE_ROLES = frozenset({"admin", "nova_admin", "student", "candidate"})
 
 
 def load_config(
@@ -204,6 +248,10 @@ def load_config(
             except ValueError as exc:
                 raise ConfigError(f"setting {key} is invalid: {exc}") from None
     settings.update(overrides)
+    for app in settings.get("APP_TOKENS") or {}:
+        if app in PEOPLE_ROLES:
+            # An app is given the role named after it: it must not be a person's role.
+            raise ConfigError(f"APP_TOKENS cannot name an app {app!r}: that is a person's role")
     if name == "production":
         check_production(settings)
     return settings
@@ -231,3 +279,30 @@ def check_production(settings: Mapping[str, Any]) -> None:
             )
     if settings.get("ENABLE_TEST_TOKEN"):
         raise ConfigError("production cannot enable the test-token route")
+    _check_production_sms(settings)
+
+
+SMS_PROD_SETTINGS = ("SMS_ACCESS_KEY", "SMS_ACCESS_SECRET", "SMS_SIGN_NAME", "SMS_TEMPLATE_CODE")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _check_production_sms(settings: Mapping[str, Any]) -> None:
+    """Production texts real phones: Aliyun with real credentials, over HTTPS."""
+    from urllib.parse import urlsplit
+
+    backend = settings.get("SMS_BACKEND")
+    if backend != "aliyun":
+        raise ConfigError(
+            f"production refuses SMS_BACKEND={backend}: only aliyun sends codes "
+            "(the console backend keeps them for a development page)"
+        )
+    for key in SMS_PROD_SETTINGS:
+        value = str(settings.get(key) or "").strip()
+        if not value:
+            raise ConfigError(f"production needs {key}: it is missing or empty")
+        if value in DEV_VALUES:
+            raise ConfigError(f"production refuses {key}: it holds a development value")
+    endpoint = urlsplit(str(settings.get("SMS_ENDPOINT") or ""))
+    # Plain HTTP would show phones and codes on the wire; a loopback relay is the exception.
+    if endpoint.scheme != "https" and endpoint.hostname not in LOOPBACK_HOSTS:
+        raise ConfigError("production needs SMS_ENDPOINT to be an https:// URL")

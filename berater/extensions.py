@@ -10,6 +10,7 @@ from spectree.models import InType, SecureType, SecuritySchemeData
 
 from berater.db import db
 from berater.ext.crypto import Crypto
+from berater.ext.sms import Sms
 from berater.ext.store import Store
 from berater.ext.wechat import WeChat
 
@@ -65,5 +66,6 @@ migrate = Migrate(render_as_batch=True, compare_type=True)
 store = Store()
 crypto = Crypto()
 wechat = WeChat()
+sms = Sms()  # SMS codes: Aliyun or the console backend (berater/ext/sms.py)
 
-__all__ = ["crypto", "db", "migrate", "spec", "store", "wechat"]
+__all__ = ["crypto", "db", "migrate", "sms", "spec", "store", "wechat"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from berater import revocation
 from berater.db import db
@@ -51,8 +52,11 @@ def grant_role(subject: str, role: str, granted_by: str | None = None) -> bool:
     )
     if exists is not None:
         return False
-    session.add(Privilege(openid=subject, role=role, granted_by=granted_by))
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent grant of the same role wins the race
+            session.add(Privilege(openid=subject, role=role, granted_by=granted_by))
+    except IntegrityError:
+        return False
     revocation.roles_changed(subject)
     return True
 

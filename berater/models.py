@@ -113,3 +113,21 @@ class NovaReg(Timestamps, db.Model):
     qq: Mapped[str | None] = mapped_column(String(12))
     intro: Mapped[str | None] = mapped_column(Text)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+# --- audit log (admin invitations, roles and accounts) ---------------------------------------
+
+
+class AuditLog(db.Model):
+    """One grant, revoke or account change: who did what to whom, when and from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = MYSQL
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
+    actor: Mapped[str] = mapped_column(String(SUBJECT), nullable=False)  # subject, or "cli"
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    target: Mapped[str] = mapped_column(String(SUBJECT), nullable=False)  # subject or username
+    role: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(45))  # room for an IPv6 address

@@ -24,6 +24,7 @@ from berater import (
 )
 from berater.db import Base, db, transaction
 from berater.ext import embedded_redis
+from berater.standins import aliyun as aliyun_standin
 from berater.standins import wechat as wechat_standin
 from tests import servers
 
@@ -82,8 +83,28 @@ def wechat() -> Iterator[wechat_standin.RunningWeChat]:
 
 
 @pytest.fixture(scope="session")
+def aliyun() -> Iterator[aliyun_standin.RunningAliyunSms]:
+    """The stand-in Aliyun SMS endpoint on a loopback port, for the whole session; its keys
+    are random, so production-settings tests do not trip over development values."""
+    import secrets
+
+    fake = aliyun_standin.FakeAliyunSms(
+        access_key="LTAI" + secrets.token_hex(10),
+        access_secret=secrets.token_urlsafe(24),
+        sign_name="Berater",
+        template_code="SMS_000000001",
+        timeout_sleep=2.5,
+    )
+    server = aliyun_standin.running(fake)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def base_settings(
-    backend_urls: dict[str, str], wechat: wechat_standin.RunningWeChat
+    backend_urls: dict[str, str],
+    wechat: wechat_standin.RunningWeChat,
+    aliyun: aliyun_standin.RunningAliyunSms,
 ) -> dict[str, Any]:
     return {
         "BERATER_ENV": "testing",
@@ -92,6 +113,13 @@ def base_settings(
         "WECHAT_OAUTH_BASE": wechat.url,
         "WECHAT_TIMEOUT": (1.0, 1.5),
         "SERVER_NAME": None,
+        "SMS_BACKEND": "aliyun",
+        "SMS_ENDPOINT": aliyun.url,
+        "SMS_ACCESS_KEY": aliyun.fake.access_key,
+        "SMS_ACCESS_SECRET": aliyun.fake.access_secret,
+        "SMS_SIGN_NAME": "Berater",
+        "SMS_TEMPLATE_CODE": "SMS_000000001",
+        "SMS_TIMEOUT": (1.0, 1.5),
     }
 
 
@@ -109,7 +137,10 @@ def _schema(base_settings: dict[str, Any]) -> None:
 
 @pytest.fixture
 def make_app(
-    base_settings: dict[str, Any], _schema: None, wechat: wechat_standin.RunningWeChat
+    base_settings: dict[str, Any],
+    _schema: None,
+    wechat: wechat_standin.RunningWeChat,
+    aliyun: aliyun_standin.RunningAliyunSms,
 ) -> Iterator[Callable[..., Flask]]:
     """Build an app with extra settings; data and store are emptied after the test."""
     apps: list[Flask] = []
@@ -120,8 +151,10 @@ def make_app(
         return app
 
     wechat.fake.reset()
+    aliyun.fake.reset()
     yield build
     wechat.fake.reset()
+    aliyun.fake.reset()
     for app in apps:
         with app.app_context():
             db.session.remove()
@@ -178,6 +211,27 @@ def live_server(app: Flask) -> Iterator[str]:
 def store_client(app: Flask) -> redis.Redis:
     """The raw Redis client the app uses (embedded or server)."""
     return app.extensions["berater.store"]
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[Any]]:
+    """Every record of the "berater" logger and of the root logger (where third-party
+    libraries log), as logged, before the formatter's redaction: for "never logged" tests."""
+    import logging
+
+    captured: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    loggers = [logging.getLogger("berater"), logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield captured
+    for logger in loggers:
+        logger.removeHandler(handler)
 
 
 def embedded_socket(app: Flask) -> Path:

@@ -17,6 +17,10 @@ GOOD_PROD = {
     "WECHAT_SECRET": "s" * 32,
     "WECHAT_TOKEN": "t" * 32,
     "APP_TOKENS": "face=" + "f" * 32,
+    "SMS_ACCESS_KEY": "LTAI5tAbCdEfGhIjKlMnOp",
+    "SMS_ACCESS_SECRET": "a" * 30,
+    "SMS_SIGN_NAME": "某某大学招生办",
+    "SMS_TEMPLATE_CODE": "SMS_123456789",
 }
 
 
@@ -103,3 +107,8 @@ def test_production_cannot_switch_the_test_token_route_on():
 def test_a_crypto_key_that_is_not_a_fernet_key_stops_the_app(base_settings):
     with pytest.raises(ConfigError, match="CRYPTO_KEYS entry 2"):
         create_app({**base_settings, "CRYPTO_KEYS": [Fernet.generate_key().decode(), "nope"]})
+
+
+def test_an_app_cannot_be_named_after_a_persons_role():
+    with pytest.raises(ConfigError, match="APP_TOKENS"):
+        load_config(environ={"APP_TOKENS": "admin=" + "a" * 32})

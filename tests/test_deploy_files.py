@@ -180,6 +180,10 @@ def test_env_example_starts_production_once_the_blanks_are_filled() -> None:
         "WECHAT_SECRET": secrets.token_hex(16),
         "WECHAT_TOKEN": secrets.token_urlsafe(16),
         "DATABASE_URL": "mysql+pymysql://berater:pw@mariadb:3306/berater?charset=utf8mb4",
+        "SMS_ACCESS_KEY": "LTAI5tAbCdEfGhIjKlMnOp",
+        "SMS_ACCESS_SECRET": secrets.token_hex(15),
+        "SMS_SIGN_NAME": "某某大学招生办",
+        "SMS_TEMPLATE_CODE": "SMS_123456789",
     }
     settings = load_config(environ=values)
     assert settings["BERATER_ENV"] == "production"

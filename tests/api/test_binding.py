@@ -9,6 +9,7 @@ import pytest
 from berater.db import db
 from berater.models import Candidate, Student
 from tests import factories
+from tests.helpers import bearer, token_for
 
 pytestmark = pytest.mark.backends
 
@@ -42,14 +43,6 @@ def verify_phone(aliyun):
     return verify
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def sign_in(client, openid: str) -> str:
-    return client.post(f"/api/test/token/{openid}").get_json()["data"]["token"]
-
-
 @pytest.fixture
 def source(ctx):
     row = factories.source_student(stuid="202600042", admission_id="26320102000042")
@@ -61,7 +54,7 @@ def source(ctx):
 
 
 def test_a_candidate_binds_with_a_verified_phone_and_gets_the_role(verify_phone, client, app):
-    token = sign_in(client, "o_cand")
+    token = token_for(client, "o_cand")
     verify_phone(client, token, PHONE)
     response = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
     assert response.status_code == 200, response.get_json()
@@ -78,19 +71,19 @@ def test_a_candidate_binds_with_a_verified_phone_and_gets_the_role(verify_phone,
 
 
 def test_binding_needs_a_verified_phone_and_consumes_it(verify_phone, client):
-    token = sign_in(client, "o_cand")
+    token = token_for(client, "o_cand")
     refused = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
     assert refused.status_code == 403
     assert "verify your phone" in refused.get_json()["error"]
     verify_phone(client, token, PHONE)
     assert client.post("/api/candidate", json=CANDIDATE, headers=bearer(token)).status_code == 200
-    other = sign_in(client, "o_cand2")
+    other = token_for(client, "o_cand2")
     # The verified phone belonged to o_cand and is used up.
     assert client.post("/api/candidate", json=CANDIDATE, headers=bearer(other)).status_code == 403
 
 
 def test_a_candidate_cannot_register_twice(verify_phone, client):
-    token = sign_in(client, "o_cand")
+    token = token_for(client, "o_cand")
     verify_phone(client, token, PHONE)
     client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
     again = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
@@ -119,7 +112,7 @@ def test_a_candidate_cannot_register_twice(verify_phone, client):
 def test_bad_candidate_fields_are_refused_and_nothing_is_written(
     verify_phone, client, app, change, field
 ):
-    token = sign_in(client, "o_cand")
+    token = token_for(client, "o_cand")
     verify_phone(client, token, PHONE)
     response = client.post("/api/candidate", json={**CANDIDATE, **change}, headers=bearer(token))
     assert response.status_code == 400
@@ -131,7 +124,7 @@ def test_bad_candidate_fields_are_refused_and_nothing_is_written(
 def test_a_candidate_updates_details_and_changes_phone_only_when_verified(
     verify_phone, client, app
 ):
-    token = sign_in(client, "o_cand")
+    token = token_for(client, "o_cand")
     verify_phone(client, token, PHONE)
     token = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token)).get_json()["data"][
         "token"
@@ -151,7 +144,7 @@ def test_a_candidate_updates_details_and_changes_phone_only_when_verified(
 
 
 def test_patch_needs_the_candidate_role(client):
-    token = sign_in(client, "o_nobody")
+    token = token_for(client, "o_nobody")
     assert (
         client.patch("/api/candidate", json={"score": 1}, headers=bearer(token)).status_code == 403
     )
@@ -162,7 +155,7 @@ def test_patch_needs_the_candidate_role(client):
 
 @pytest.mark.parametrize("number_field", ["stuid", "admission_id"])
 def test_a_student_binds_with_id_card_and_either_number(verify_phone, client, source, number_field):
-    token = sign_in(client, "o_stu")
+    token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     body = {"id_card": source["id_card"].lower(), "id": source[number_field]}
     response = client.post("/api/student", json=body, headers=bearer(token))
@@ -180,7 +173,7 @@ def test_a_student_binds_with_id_card_and_either_number(verify_phone, client, so
     ["123", "11010519491231002", "110105194912310021", "11010519491331002X", "1101051949123100２X"],
 )
 def test_an_invalid_id_card_is_a_400_before_any_lookup(verify_phone, client, source, id_card):
-    token = sign_in(client, "o_stu")
+    token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     response = client.post(
         "/api/student", json={"id_card": id_card, "id": "202600042"}, headers=bearer(token)
@@ -189,7 +182,7 @@ def test_an_invalid_id_card_is_a_400_before_any_lookup(verify_phone, client, sou
 
 
 def test_a_wrong_number_looks_like_an_unknown_card(verify_phone, client, source):
-    token = sign_in(client, "o_stu")
+    token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     wrong = client.post(
         "/api/student",
@@ -206,7 +199,7 @@ def test_a_wrong_number_looks_like_an_unknown_card(verify_phone, client, source)
 
 
 def test_failed_bindings_are_limited_per_openid_per_day(verify_phone, client, source):
-    token = sign_in(client, "o_guess")
+    token = token_for(client, "o_guess")
     verify_phone(client, token, PHONE)
     for n in range(5):
         body = {"id_card": source["id_card"], "id": f"10000{n}"}
@@ -215,13 +208,13 @@ def test_failed_bindings_are_limited_per_openid_per_day(verify_phone, client, so
     limited = client.post("/api/student", json=right, headers=bearer(token))
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) > 3600
-    other = sign_in(client, "o_other")
+    other = token_for(client, "o_other")
     verify_phone(client, other, "13900139000")
     assert client.post("/api/student", json=right, headers=bearer(other)).status_code == 200
 
 
 def test_one_id_card_binds_one_openid(verify_phone, client, source):
-    first, second = sign_in(client, "o_first"), sign_in(client, "o_second")
+    first, second = token_for(client, "o_first"), token_for(client, "o_second")
     verify_phone(client, first, PHONE)
     verify_phone(client, second, "13900139000")
     body = {"id_card": source["id_card"], "id": source["stuid"]}
@@ -265,7 +258,7 @@ def test_concurrent_bindings_of_one_card_have_one_winner(verify_phone, app, live
     "extra", [{"openid": "o_x"}, {"stuid": "1"}, {"deleted": True}, {"phone": PHONE}]
 )
 def test_fields_a_client_does_not_own_are_refused(verify_phone, client, source, extra):
-    token = sign_in(client, "o_stu")
+    token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     body = {"id_card": source["id_card"], "id": source["stuid"], **extra}
     response = client.post("/api/student", json=body, headers=bearer(token))
@@ -274,7 +267,7 @@ def test_fields_a_client_does_not_own_are_refused(verify_phone, client, source, 
 
 
 def test_a_student_binding_cannot_move_to_another_card(verify_phone, client, source):
-    token = sign_in(client, "o_stu")
+    token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     body = {"id_card": source["id_card"], "id": source["stuid"]}
     token = client.post("/api/student", json=body, headers=bearer(token)).get_json()["data"][
@@ -291,7 +284,7 @@ def test_a_student_binding_cannot_move_to_another_card(verify_phone, client, sou
 def test_source_returns_only_the_bearers_record_masked(verify_phone, client, source, ctx):
     factories.student("o_someone_else")
     db.session.commit()
-    token = sign_in(client, "o_stu")
+    token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     body = {"id_card": source["id_card"], "id": source["stuid"]}
     token = client.post("/api/student", json=body, headers=bearer(token)).get_json()["data"][
@@ -301,7 +294,7 @@ def test_source_returns_only_the_bearers_record_masked(verify_phone, client, sou
     assert data["stuid"] == "202600042"
     assert data["phone"] == "138****8000"
     assert source["id_card"] not in str(data)
-    candidate = sign_in(client, "o_not_student")
+    candidate = token_for(client, "o_not_student")
     assert client.get("/api/source", headers=bearer(candidate)).status_code == 403
     assert (
         client.get(

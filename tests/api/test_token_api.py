@@ -11,21 +11,9 @@ from berater import identity, revocation
 from berater.db import db
 from berater.extensions import crypto
 from tests import factories
+from tests.helpers import bearer, token_for
 
 pytestmark = pytest.mark.backends
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def test_token(client, openid: str) -> str:
-    response = client.post(f"/api/test/token/{openid}")
-    assert response.status_code == 200
-    return response.get_json()["data"]["token"]
-
-
-test_token.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
@@ -207,7 +195,7 @@ def test_a_good_login_clears_the_failure_count(client, alice, store_client):
 
 
 def test_refresh_gives_a_new_token_with_the_roles_held_now(client, ctx):
-    token = test_token(client, "o_new")
+    token = token_for(client, "o_new")
     assert client.get("/api/token", headers=bearer(token)).get_json()["data"]["roles"] == []
     factories.candidate("o_new")
     db.session.commit()
@@ -229,7 +217,7 @@ def test_refresh_is_refused_past_the_absolute_lifetime(make_app):
 def test_an_expired_token_is_refused_everywhere(make_app):
     app = make_app(TOKEN_TTL=1)
     client = app.test_client()
-    token = test_token(client, "o_brief")
+    token = token_for(client, "o_brief")
     time.sleep(1.1)
     for method in (client.get, client.put, client.delete):
         response = method("/api/token", headers=bearer(token))
@@ -238,8 +226,8 @@ def test_an_expired_token_is_refused_everywhere(make_app):
 
 
 def test_sign_out_revokes_every_earlier_token(client):
-    first = test_token(client, "o_leaving")
-    second = test_token(client, "o_leaving")
+    first = token_for(client, "o_leaving")
+    second = token_for(client, "o_leaving")
     assert client.delete("/api/token", headers=bearer(first)).status_code == 200
     for token in (first, second):
         response = client.get("/api/token", headers=bearer(token))
@@ -247,14 +235,14 @@ def test_sign_out_revokes_every_earlier_token(client):
         assert "revoked" in response.get_json()["error"]
         assert client.put("/api/token", headers=bearer(token)).status_code == 401
     time.sleep(0.01)
-    fresh = test_token(client, "o_leaving")
+    fresh = token_for(client, "o_leaving")
     assert client.get("/api/token", headers=bearer(fresh)).status_code == 200
 
 
 def test_a_revoked_role_disappears_from_the_next_check_of_an_old_token(client, ctx):
     factories.privilege("o_staff", "admin")
     db.session.commit()
-    token = test_token(client, "o_staff")
+    token = token_for(client, "o_staff")
     assert client.get("/api/token", headers=bearer(token)).get_json()["data"]["roles"] == ["admin"]
     identity.revoke_role("o_staff", "admin")
     db.session.commit()
@@ -265,7 +253,7 @@ def test_a_revoked_role_disappears_from_the_next_check_of_an_old_token(client, c
 
 def test_revocation_reaches_another_worker_within_the_sync_interval(make_app):
     one, two = make_app(REVOCATION_SYNC=0.3), make_app(REVOCATION_SYNC=0.3)
-    token = test_token(one.test_client(), "o_roaming")
+    token = token_for(one.test_client(), "o_roaming")
     assert two.test_client().get("/api/token", headers=bearer(token)).status_code == 200
     with one.app_context():
         revocation.sign_out("o_roaming")
@@ -299,7 +287,7 @@ def test_the_test_token_route_does_not_exist_in_production(prod_app):
 
 
 def test_a_development_key_token_is_refused_in_production(client, prod_app):
-    dev_token = test_token(client, "o_dev")
+    dev_token = token_for(client, "o_dev")
     assert prod_app.test_client().get("/api/token", headers=bearer(dev_token)).status_code == 401
 
 
@@ -341,7 +329,7 @@ def test_a_missing_authorization_header_is_401(client):
 
 
 def test_the_scheme_name_is_case_insensitive(client):
-    token = test_token(client, "o_case")
+    token = token_for(client, "o_case")
     for scheme in ("bearer", "BEARER", "BeArEr"):
         response = client.get("/api/token", headers={"Authorization": f"{scheme} {token}"})
         assert response.status_code == 200

@@ -1,0 +1,133 @@
+"""The admin JSON API (a Bearer token holding `admin`): links, roles, audit, accounts."""
+
+from __future__ import annotations
+
+from flask import Response, request, url_for
+from spectree import Response as Resp
+
+from berater.admin import bp, invites, services
+from berater.admin.schemas import (
+    AuditOut,
+    AuditQuery,
+    HoldersOut,
+    LinkOut,
+    PasswordReset,
+    RevokeOut,
+    RevokeRequest,
+    UserCreate,
+    UserOut,
+    UsersOut,
+)
+from berater.api.schemas import Envelope, ErrorOut
+from berater.auth import current_identity, token_required
+from berater.db import transaction
+from berater.extensions import spec
+from berater.http import json_body, ok, query_args
+
+ADMIN = "admin"
+BEARER = [{"bearer": []}]
+TAGS = ["admin"]
+ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 415, 503)}
+
+
+@bp.get("/link/<role>")
+@spec.validate(resp=Resp(HTTP_200=Envelope[LinkOut], **ERRORS), tags=TAGS, security=BEARER)
+@token_required(ADMIN)
+def create_link(role: str) -> Response:
+    """A one-time link (30 min) that grants `role` to whoever opens it and confirms."""
+    seq, ttl = invites.create(current_identity.subject, role)
+    link = url_for("admin.preview", seq=seq, _external=True)
+    return ok({"link": link, "role": role, "seq_expires_in": ttl})
+
+
+@bp.get("/roles/<role>")
+@spec.validate(resp=Resp(HTTP_200=Envelope[HoldersOut], **ERRORS), tags=TAGS, security=BEARER)
+@token_required(ADMIN)
+def list_holders(role: str) -> Response:
+    """Who holds `role`."""
+    return ok(services.holders(role))
+
+
+@bp.post("/roles/<role>/revoke")
+@spec.validate(
+    json=RevokeRequest,
+    resp=Resp(HTTP_200=Envelope[RevokeOut], **ERRORS),
+    tags=TAGS,
+    security=BEARER,
+)
+@token_required(ADMIN)
+def revoke_role(role: str) -> Response:
+    """Take `role` from a holder; the holder's tokens lose it at their next check."""
+    body = json_body(RevokeRequest)
+    with transaction():
+        data = services.revoke(current_identity.subject, role, body.subject, request.remote_addr)
+    return ok(data)
+
+
+@bp.get("/audit")
+@spec.validate(
+    query=AuditQuery, resp=Resp(HTTP_200=Envelope[AuditOut], **ERRORS), tags=TAGS, security=BEARER
+)
+@token_required(ADMIN)
+def list_audit() -> Response:
+    """Grants, revocations and account changes, newest first (at most 100 a page)."""
+    query = query_args(AuditQuery)
+    return ok(services.audit_page(query.page, query.per_page))
+
+
+@bp.get("/users")
+@spec.validate(resp=Resp(HTTP_200=Envelope[UsersOut], **ERRORS), tags=TAGS, security=BEARER)
+@token_required(ADMIN)
+def list_users() -> Response:
+    """Every password account."""
+    return ok(services.users())
+
+
+@bp.post("/users")
+@spec.validate(
+    json=UserCreate, resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER
+)
+@token_required(ADMIN)
+def create_user() -> Response:
+    """A new password account (8-128 characters, not a common password); a taken name: 409."""
+    body = json_body(UserCreate)
+    with transaction():
+        data = services.create_user(
+            current_identity.subject, body.username, body.password, request.remote_addr
+        )
+    return ok(data)
+
+
+@bp.put("/users/<username>/password")
+@spec.validate(
+    json=PasswordReset, resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER
+)
+@token_required(ADMIN)
+def reset_password(username: str) -> Response:
+    """A new password; the account's tokens stop working."""
+    body = json_body(PasswordReset)
+    with transaction():
+        data = services.reset_password(
+            current_identity.subject, username, body.password, request.remote_addr
+        )
+    return ok(data)
+
+
+@bp.post("/users/<username>/disable")
+@spec.validate(resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER)
+@token_required(ADMIN)
+def disable_user(username: str) -> Response:
+    """Disable an account; its tokens stop working."""
+    with transaction():
+        data = services.set_disabled(current_identity.subject, username, True, request.remote_addr)
+    return ok(data)
+
+
+@bp.post("/users/<username>/enable")
+@spec.validate(resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER)
+@token_required(ADMIN)
+def enable_user(username: str) -> Response:
+    """Enable a disabled account again."""
+    with transaction():
+        data = services.set_disabled(current_identity.subject, username, False, request.remote_addr)
+    return ok(data)
