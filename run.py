@@ -8,6 +8,7 @@ clicked through in a browser at http://127.0.0.1:5000/.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,9 @@ def _start_wechat_standin() -> subprocess.Popen[bytes]:
 
 
 def main() -> None:
+    # SIGTERM (e.g. `timeout`, an IDE's stop button) cleans up like Ctrl-C: the stand-in and
+    # the embedded store stop with the service.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ.setdefault("BERATER_ENV", "development")
     standin = None
     if os.environ["BERATER_ENV"] == "development" and "WECHAT_API_BASE" not in os.environ:

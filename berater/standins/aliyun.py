@@ -31,10 +31,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from berater.standins import serving
 
 _log = logging.getLogger(__name__)
 
@@ -342,50 +343,7 @@ def _error(status: int, code: str, message: str) -> Response:
     return _json(body, status)
 
 
-class _RedactingRequestHandler(WSGIRequestHandler):
-    """Logs method, path and status only: a GET's query carries phones and codes."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        _log.info("%s %s -> %s", self.command, urlsplit(self.path).path, code)
-
-    def log_error(self, format: str, *args: Any) -> None:
-        _log.warning("request error from %s", self.address_string())
-
-
-class RunningAliyunSms:
-    """A stand-in server on a background thread; use as a context manager or call stop()."""
-
-    def __init__(self, fake: FakeAliyunSms, server: BaseWSGIServer, host: str) -> None:
-        self.fake = fake
-        self._server = server
-        self.url = _base_url(host, server.server_port)
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="aliyun-standin", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket (safe to call twice)."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-            self._server.server_close()
-
-    def __enter__(self) -> RunningAliyunSms:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def _base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _serve(fake: FakeAliyunSms, host: str, port: int) -> BaseWSGIServer:
-    return make_server(
-        host, port, fake.make_app(), threaded=True, request_handler=_RedactingRequestHandler
-    )
+RunningAliyunSms = serving.Running[FakeAliyunSms]
 
 
 def running(
@@ -393,7 +351,7 @@ def running(
 ) -> RunningAliyunSms:
     """Start a threaded stand-in server (port 0 = any free port) and return its handle."""
     fake = FakeAliyunSms() if fake is None else fake
-    return RunningAliyunSms(fake, _serve(fake, host, port), host)
+    return serving.Running(fake, host, port, _log)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -404,16 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--access-key", default="dev-sms-access-key")
     parser.add_argument("--access-secret", default="dev-sms-access-secret")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s aliyun-standin %(message)s")
     fake = FakeAliyunSms(access_key=args.access_key, access_secret=args.access_secret)
-    server = _serve(fake, args.host, args.port)
-    print(f"Aliyun SMS stand-in on {_base_url(args.host, server.server_port)}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serving.serve_forever(fake, args.host, args.port, _log, "Aliyun SMS stand-in")
 
 
 if __name__ == "__main__":

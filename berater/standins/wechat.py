@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Flask, Response, request
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from berater.standins import serving
 
 _log = logging.getLogger(__name__)
 
@@ -326,50 +327,7 @@ state: <code>{e(params["state"])}</code><br>
     return _PAGE.format(title="微信授权 / WeChat sign-in", body=body)
 
 
-class _RedactingRequestHandler(WSGIRequestHandler):
-    """Logs method, path and status only: query strings carry secrets and codes."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        _log.info("%s %s -> %s", self.command, urlsplit(self.path).path, code)
-
-    def log_error(self, format: str, *args: Any) -> None:
-        _log.warning("request error from %s", self.address_string())
-
-
-class RunningWeChat:
-    """A stand-in server on a background thread; use as a context manager or call stop()."""
-
-    def __init__(self, fake: FakeWeChat, server: BaseWSGIServer, host: str) -> None:
-        self.fake = fake
-        self._server = server
-        self.url = _base_url(host, server.server_port)
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="wechat-standin", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and close the socket (safe to call twice)."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-            self._server.server_close()
-
-    def __enter__(self) -> RunningWeChat:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def _base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _serve(fake: FakeWeChat, host: str, port: int) -> BaseWSGIServer:
-    return make_server(
-        host, port, fake.make_app(), threaded=True, request_handler=_RedactingRequestHandler
-    )
+RunningWeChat = serving.Running[FakeWeChat]
 
 
 def running(
@@ -377,7 +335,7 @@ def running(
 ) -> RunningWeChat:
     """Start a threaded stand-in server (port 0 = any free port) and return its handle."""
     fake = FakeWeChat() if fake is None else fake
-    return RunningWeChat(fake, _serve(fake, host, port), host)
+    return serving.Running(fake, host, port, _log)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -389,16 +347,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--secret", default="dev-wechat-secret")
     parser.add_argument("--code-ttl", type=float, default=300.0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s wechat-standin %(message)s")
     fake = FakeWeChat(appid=args.appid, secret=args.secret, code_ttl=args.code_ttl)
-    server = _serve(fake, args.host, args.port)
-    print(f"WeChat stand-in on {_base_url(args.host, server.server_port)}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serving.serve_forever(fake, args.host, args.port, _log, "WeChat stand-in")
 
 
 if __name__ == "__main__":
