@@ -65,6 +65,12 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     from berater.admin import bp as admin_bp
 
     app.register_blueprint(admin_bp)
+    # The WeChat webhook at /chat/ (its own error handler) and the Q&A engine it asks.
+    from berater.chat import bp as chat_bp
+    from berater.extensions import qna
+
+    qna.init_app(app)
+    app.register_blueprint(chat_bp)
     errors.register_error_handlers(app)
     spec.register(app)
 

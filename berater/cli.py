@@ -146,3 +146,8 @@ def register(app: Flask) -> None:
     from berater.cli_admission import admission_cli
 
     app.cli.add_command(admission_cli)
+
+    # The account's menu (issue 4): `flask wechat menu ...`, berater/menu.py.
+    from berater.menu import register_cli as register_menu_cli
+
+    register_menu_cli(app)

@@ -61,6 +61,12 @@ def _pairs(value: str) -> dict[str, str]:
     return pairs
 
 
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value.strip() not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {value.strip()!r}")
+    return value.strip()
+
+
 class Config:
     """Defaults shared by every environment. Each key here can be set in the environment."""
 
@@ -121,10 +127,30 @@ class Config:
     SMS_VERIFIED_TTL = 30 * 60
     SMS_SEND_LIMITS = ((1, 60), (5, 3600), (10, 86400))  # (sends, seconds) per phone, per openid
     SMS_IP_LIMITS = ((10, 3600), (50, 86400))  # (sends, seconds) per client IP
+    # --- WeChat access token (berater/ext/wechat/keeper.py) ---
+    # "stable" (/cgi-bin/stable_token: does not cut off tokens other processes hold) or
+    # "classic" (/cgi-bin/token).
+    WECHAT_TOKEN_ENDPOINT = "stable"
+    WECHAT_TOKEN_WAIT = 3.0  # seconds a worker waits for another one renewing the token
+    # --- Menu (berater/menu.py) ---
+    # The public base URL of this service (https://berater.example.edu.cn), for absolute
+    # URLs built outside a request: the menu's sign-in entries.
+    SERVICE_BASE_URL = ""
+    # --- Webhook /chat/ (berater/chat/) and the Q&A engine (berater/ext/qna.py) ---
+    # The EncodingAESKey before the current one, still accepted while WeChat rotates to the new.
+    WECHAT_AES_KEY_PREVIOUS = ""
+    WECHAT_WELCOME_TEXT = "欢迎关注！发送文字即可向问答机器人提问，菜单里可以查询学号、绑定身份。"
+    WECHAT_DEFAULT_REPLY = "你好！这类消息暂时无法处理，请发送文字提问，或使用下方菜单。"
+    WECHAT_QNA_NOT_READY = "问答机器人正在准备中，请稍后再来提问。"
+    WECHAT_STUID_KEY = "STUID"  # the menu CLICK key of "my student number"
+    WECHAT_BIND_URL = ""  # where a user who is not bound yet is sent to bind
+    WECHAT_ANSWER_URL = ""  # the page with the full answer, linked from a cut reply
+    QNA_BACKEND = "placeholder"  # the only backend until the handbook engine lands
 
 
 class DevConfig(Config):
     ENV_NAME = "development"
+    SERVICE_BASE_URL = "http://127.0.0.1:5000"  # python run.py
     SIGNIN_REDIRECT_HOSTS = ["127.0.0.1", "localhost"]
     LOG_LEVEL = "DEBUG"
     SMS_BACKEND = "console"
@@ -182,6 +208,7 @@ PARSERS: dict[str, Any] = {
     "CANDIDATE_SUBJECTS": _list,
     "LOGIN_FAILURE_WINDOW": int,
     "MAX_CONTENT_LENGTH": int,
+    "WECHAT_TOKEN_ENDPOINT": lambda value: _choice(value, ("stable", "classic")),
 }
 # Read from the environment; everything else is fixed by the environment's class.
 ENV_KEYS = (
@@ -217,6 +244,19 @@ ENV_KEYS = (
     "SMS_ACCESS_SECRET",
     "SMS_SIGN_NAME",
     "SMS_TEMPLATE_CODE",
+    # WeChat access token (berater/ext/wechat/keeper.py)
+    "WECHAT_TOKEN_ENDPOINT",
+    # Menu (berater/menu.py)
+    "SERVICE_BASE_URL",
+    # Webhook /chat/ and the Q&A engine (berater/chat/, berater/ext/qna.py)
+    "WECHAT_AES_KEY_PREVIOUS",
+    "WECHAT_WELCOME_TEXT",
+    "WECHAT_DEFAULT_REPLY",
+    "WECHAT_QNA_NOT_READY",
+    "WECHAT_STUID_KEY",
+    "WECHAT_BIND_URL",
+    "WECHAT_ANSWER_URL",
+    "QNA_BACKEND",
 )
 PROD_SECRETS = ("SECRET_KEY", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "DATABASE_URL")
 MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64

@@ -10,6 +10,7 @@ from spectree.models import InType, SecureType, SecuritySchemeData
 
 from berater.db import db
 from berater.ext.crypto import Crypto
+from berater.ext.qna import Qna
 from berater.ext.sms import Sms
 from berater.ext.store import Store
 from berater.ext.wechat import WeChat
@@ -67,5 +68,6 @@ store = Store()
 crypto = Crypto()
 wechat = WeChat()
 sms = Sms()  # SMS codes: Aliyun or the console backend (berater/ext/sms.py)
+qna = Qna()  # the Q&A engine's interface (berater/ext/qna.py), QNA_BACKEND
 
-__all__ = ["crypto", "db", "migrate", "sms", "spec", "store", "wechat"]
+__all__ = ["crypto", "db", "migrate", "qna", "sms", "spec", "store", "wechat"]

@@ -236,3 +236,23 @@ def log_records() -> Iterator[list[Any]]:
 
 def embedded_socket(app: Flask) -> Path:
     return embedded_redis.socket_path(app.instance_path)
+
+
+class _SlowTestQna:
+    """A Q&A backend marked slow (like BERT), answering TEST_QNA_ANSWER when it is set."""
+
+    slow = True
+
+    def answer(self, question: str) -> str | None:
+        from flask import current_app
+
+        return current_app.config.get("TEST_QNA_ANSWER")
+
+
+@pytest.fixture
+def slow_qna(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register the slow test backend; pass QNA_BACKEND=<the returned name> to make_app."""
+    from berater.ext import qna
+
+    monkeypatch.setitem(qna.BACKENDS, "slow-test", _SlowTestQna)
+    return "slow-test"

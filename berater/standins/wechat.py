@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Flask, Response, request
 
 from berater.standins import serving
+from berater.standins.wechat_api import ERRMSGS as API_ERRMSGS
+from berater.standins.wechat_api import WeChatApi
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ ERRMSGS = {
     40029: "invalid code",
     40125: "invalid appsecret",
     40163: "code been used",
+    **API_ERRMSGS,
 }
 CONTROL_PREFIX = "/_standin/"
 AUTHORIZE_PATH = "/connect/oauth2/authorize"
@@ -75,6 +78,7 @@ class FakeWeChat:
         secret: str = "dev-wechat-secret",  # noqa: S107 - a stand-in's well-known dev value
         code_ttl: float = 300.0,
         timeout_sleep: float = 5.0,
+        token_ttl: float = 7200.0,
     ) -> None:
         self.appid = appid
         self.secret = secret
@@ -84,7 +88,8 @@ class FakeWeChat:
         self._codes: dict[str, _Code] = {}
         self._calls: dict[str, int] = {}
         self._faults: dict[str, list[_Fault]] = {}
-        self._access_tokens: set[str] = set()
+        # Access tokens, menu and messages (berater/standins/wechat_api.py).
+        self.api = WeChatApi(json_response, appid, secret, token_ttl)
 
     def __repr__(self) -> str:  # never show the secret
         return f"FakeWeChat(appid={self.appid!r})"
@@ -108,7 +113,7 @@ class FakeWeChat:
             self._calls.clear()
             self._codes.clear()
             self._faults.clear()
-            self._access_tokens.clear()
+        self.api.reset()
 
     def issue_code(self, openid: str, scope: str = "snsapi_base") -> str:
         """Create a single-use OAuth code for ``openid``, as the authorize page does."""
@@ -120,9 +125,37 @@ class FakeWeChat:
         return code
 
     def is_access_token(self, token: str) -> bool:
-        """Whether ``token`` was issued by /cgi-bin/token (for endpoints that need one)."""
-        with self._lock:
-            return token in self._access_tokens
+        """Whether ``token`` is an access token this stand-in issued and still accepts."""
+        return self.api.token_state(token) == 0
+
+    @property
+    def token_ttl(self) -> float:
+        """Seconds an access token lives (7200 at WeChat); tests shorten it."""
+        return self.api.token_ttl
+
+    @token_ttl.setter
+    def token_ttl(self, seconds: float) -> None:
+        self.api.token_ttl = seconds
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """Template and customer-service messages accepted, oldest first (a copy)."""
+        return list(self.api.sent)
+
+    @property
+    def menu(self) -> dict[str, Any] | None:
+        """The menu last created, or None."""
+        return self.api.menu
+
+    def refuse(self, openid: str, errcode: int) -> None:
+        """Answer messages to ``openid`` with 45015 (outside 48 h) or 43004 (not subscribed)."""
+        if errcode not in (45015, 43004):
+            raise ValueError("errcode must be 45015 or 43004")
+        self.api.refusals[openid] = errcode
+
+    def revoke_tokens(self) -> None:
+        """Make every access token unknown (40001), as one fetched elsewhere would."""
+        self.api.revoke_tokens()
 
     def fail(self, path: str, mode: str, errcode: int | None = None, times: int | None = 1) -> None:
         """Queue a fault for ``path``; ``times`` 0 or None means until :meth:`clear_faults`."""
@@ -169,6 +202,7 @@ class FakeWeChat:
         return [
             ("/sns/oauth2/access_token", ["GET"], self._sns_access_token),
             ("/cgi-bin/token", ["GET"], self._cgi_token),
+            *self.api.routes(),
             (AUTHORIZE_PATH, ["GET"], self._authorize_page),
             (AUTHORIZE_PATH, ["POST"], self._authorize_submit),
             (CONTROL_PREFIX + "calls", ["GET"], self._control_calls),
@@ -227,10 +261,8 @@ class FakeWeChat:
             return error
         if request.args.get("grant_type") != "client_credential":
             return wechat_error(40002)
-        token = secrets.token_urlsafe(48)
-        with self._lock:
-            self._access_tokens.add(token)
-        return json_response({"access_token": token, "expires_in": 7200})
+        token = self.api.issue_token()
+        return json_response({"access_token": token, "expires_in": self.api.expires_in()})
 
     def _authorize_params(self, values: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
         """Return the authorize parameters and an error message (or None if they are valid)."""
@@ -346,8 +378,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--appid", default="wx_dev_appid")
     parser.add_argument("--secret", default="dev-wechat-secret")
     parser.add_argument("--code-ttl", type=float, default=300.0)
+    parser.add_argument("--token-ttl", type=float, default=7200.0)
     args = parser.parse_args(argv)
-    fake = FakeWeChat(appid=args.appid, secret=args.secret, code_ttl=args.code_ttl)
+    fake = FakeWeChat(
+        appid=args.appid, secret=args.secret, code_ttl=args.code_ttl, token_ttl=args.token_ttl
+    )
     serving.serve_forever(fake, args.host, args.port, _log, "WeChat stand-in")
 
 

@@ -395,3 +395,128 @@ def test_module_main_serves_and_prints_url() -> None:
         _, stderr = proc.communicate(timeout=5)
     assert SECRET not in stderr
     assert TOKEN in stderr  # the request was logged, without its query string
+
+
+# -- account API (berater/standins/wechat_api.py) ------------------------------------------------
+
+STABLE = "/cgi-bin/stable_token"
+MENU_CREATE = "/cgi-bin/menu/create"
+
+
+def stable(server: RunningWeChat, **overrides: object) -> dict:
+    body = {"grant_type": "client_credential", "appid": APPID, "secret": SECRET}
+    body.update(overrides)
+    return requests.post(server.url + STABLE, json=body, timeout=5).json()
+
+
+def create_menu(server: RunningWeChat, menu: object, token: str) -> dict:
+    params = {"access_token": token}
+    return requests.post(server.url + MENU_CREATE, params=params, json=menu, timeout=5).json()
+
+
+def test_stable_token_stays_the_same_until_forced(server: RunningWeChat, fake: FakeWeChat):
+    first, second = stable(server), stable(server)
+    assert first["access_token"] == second["access_token"]
+    assert 7100 < first["expires_in"] <= 7200
+    forced = stable(server, force_refresh=True)
+    assert forced["access_token"] != first["access_token"]
+    assert not fake.is_access_token(first["access_token"])
+    assert stable(server, secret="wrong")["errcode"] == 40125
+    assert stable(server, appid="wx_other")["errcode"] == 40013
+    assert stable(server, grant_type="password")["errcode"] == 40002
+    assert fake.calls_to(STABLE) == 6
+
+
+def test_api_checks_the_access_token() -> None:
+    fake = FakeWeChat(appid=APPID, secret=SECRET, token_ttl=0.2)
+    with running(fake) as server:
+        menu = {"button": [{"type": "click", "name": "a", "key": "A"}]}
+        assert create_menu(server, menu, "")["errcode"] == 41001
+        assert create_menu(server, menu, "forged")["errcode"] == 40001
+        token = stable(server)["access_token"]
+        assert create_menu(server, menu, token) == {"errcode": 0, "errmsg": "ok"}
+        time.sleep(0.3)
+        assert create_menu(server, menu, token)["errcode"] == 42001
+        assert stable(server)["access_token"] != token  # an expired token is replaced
+
+
+@pytest.mark.parametrize(
+    ("menu", "errcode"),
+    [
+        ({"button": []}, 40016),
+        ({"button": [{"type": "click", "name": f"b{i}", "key": "K"} for i in range(4)]}, 40016),
+        ({"button": [{"type": "tap", "name": "a", "key": "K"}]}, 40017),
+        ({"button": [{"type": "click", "name": "六个汉字名字", "key": "K"}]}, 40018),
+        ({"button": [{"type": "click", "name": "a", "key": "K" * 129}]}, 40019),
+        ({"button": [{"type": "view", "name": "a", "url": "https://x/" + "a" * 1024}]}, 40020),
+        ({"button": [{"type": "view", "name": "a", "url": "javascript:alert(1)"}]}, 40055),
+        (
+            {
+                "button": [
+                    {
+                        "name": "a",
+                        "sub_button": [{"type": "click", "name": "s", "key": "K"}] * 6,
+                    }
+                ]
+            },
+            40023,
+        ),
+        (
+            {
+                "button": [
+                    {"name": "a", "sub_button": [{"type": "click", "name": "长" * 21, "key": "K"}]}
+                ]
+            },
+            40025,
+        ),
+        (
+            {
+                "button": [
+                    {"name": "a", "sub_button": [{"type": "view", "name": "s", "url": "ftp://x"}]}
+                ]
+            },
+            40054,
+        ),
+        ([1, 2], 47001),
+    ],
+)
+def test_menu_create_validates_like_wechat(server: RunningWeChat, menu: object, errcode: int):
+    token = stable(server)["access_token"]
+    assert create_menu(server, menu, token)["errcode"] == errcode
+    assert server.fake.menu is None
+
+
+def test_menu_get_and_delete(server: RunningWeChat, fake: FakeWeChat) -> None:
+    token = stable(server)["access_token"]
+    params = {"access_token": token}
+    get = server.url + "/cgi-bin/menu/get"
+    assert requests.get(get, params=params, timeout=5).json()["errcode"] == 46003
+    menu = {"button": [{"type": "click", "name": "四个汉字", "key": "K"}]}
+    assert create_menu(server, menu, token)["errcode"] == 0
+    assert requests.get(get, params=params, timeout=5).json() == {"menu": menu}
+    requests.get(server.url + "/cgi-bin/menu/delete", params=params, timeout=5)
+    assert fake.menu is None
+
+
+def test_messages_are_recorded_or_refused(server: RunningWeChat, fake: FakeWeChat) -> None:
+    params = {"access_token": stable(server)["access_token"]}
+    custom = server.url + "/cgi-bin/message/custom/send"
+    template = server.url + "/cgi-bin/message/template/send"
+    text = {"touser": "o_a", "msgtype": "text", "text": {"content": "你好"}}
+    assert requests.post(custom, params=params, json=text, timeout=5).json()["errcode"] == 0
+    sent = requests.post(
+        template, params=params, json={"touser": "o_a", "template_id": "T", "data": {}}, timeout=5
+    ).json()
+    assert sent["errcode"] == 0 and isinstance(sent["msgid"], int)
+    assert [m["kind"] for m in fake.sent] == ["custom", "template"]
+    bad_type = {**text, "msgtype": "image"}
+    assert requests.post(custom, params=params, json=bad_type, timeout=5).json()["errcode"] == 40008
+    no_template = {"touser": "o_a", "data": {}}
+    answer = requests.post(template, params=params, json=no_template, timeout=5).json()
+    assert answer["errcode"] == 40037
+    fake.refuse("o_a", 45015)
+    assert requests.post(custom, params=params, json=text, timeout=5).json()["errcode"] == 45015
+    with pytest.raises(ValueError):
+        fake.refuse("o_a", 40001)
+    fake.reset()
+    assert fake.sent == []

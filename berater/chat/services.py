@@ -1,0 +1,170 @@
+"""The webhook's work: check the signature, open the body, run the route once, build the reply.
+
+Order matters: the query signature and timestamp are checked before the body is read or
+parsed; a message is handled once per dedupe key within DEDUPE_TTL (a repeat gets the stored
+reply); a slow route answers `success` at once and sends its text through the API later.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask, current_app
+
+from berater.chat import crypto
+from berater.chat.messages import MalformedMessage, Message, parse_message, parse_xml
+from berater.chat.replies import SUCCESS, encrypted_envelope, fit_text, text_reply
+from berater.chat.routes import Handler, route_for
+from berater.errors import BadRequest, Forbidden
+from berater.extensions import store
+
+log = logging.getLogger("berater.chat")
+
+AREA = "chat"
+DEDUPE_TTL = 300  # seconds a delivery is remembered (WeChat retries within 15 s, 3 times)
+MAX_SKEW = 300  # seconds a request's timestamp may differ from our clock
+WAIT_FOR_FIRST = 3.5  # seconds a parallel repeat waits for the first delivery's reply
+PENDING = "pending"
+DONE = "reply:"
+MAX_ECHOSTR = 256
+# Slow replies run here, bounded so that a burst of questions cannot start unbounded threads.
+_slow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat-slow")
+
+
+class SignatureRefused(Forbidden):
+    message = "signature refused"
+
+
+def check_request(args: Mapping[str, str]) -> None:
+    """The query's `signature` over token, timestamp and nonce, and a fresh timestamp."""
+    timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
+    signature = args.get("signature", "")
+    token = current_app.config.get("WECHAT_TOKEN") or ""
+    if not (signature and timestamp and nonce):
+        raise SignatureRefused()
+    if not crypto.check_signature(token, signature, timestamp, nonce):
+        raise SignatureRefused()
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise SignatureRefused()
+    if abs(int(time.time()) - int(timestamp)) > MAX_SKEW:
+        raise SignatureRefused("timestamp out of range")
+
+
+def echo(args: Mapping[str, str]) -> str:
+    """The handshake's `echostr`, once the signature has been checked."""
+    echostr = args.get("echostr", "")
+    if not echostr or len(echostr) > MAX_ECHOSTR:
+        raise BadRequest("echostr is missing or too long")
+    return echostr
+
+
+def _aes_keys() -> list[str]:
+    cfg = current_app.config
+    return [k for k in (cfg.get("WECHAT_AES_KEY"), cfg.get("WECHAT_AES_KEY_PREVIOUS")) if k]
+
+
+def open_body(args: Mapping[str, str], body: bytes) -> tuple[Message, str | None]:
+    """The message in `body`, and the AES key that opened it (None in plaintext mode)."""
+    encrypt_type = args.get("encrypt_type") or "raw"
+    if encrypt_type == "raw":
+        return parse_message(body), None
+    if encrypt_type != "aes":
+        raise BadRequest("unknown encrypt_type")
+    keys = _aes_keys()
+    if not keys:
+        log.warning("a safe-mode message arrived but WECHAT_AES_KEY is not set")
+        raise BadRequest("safe mode is not configured")
+    encrypted = parse_xml(body).get("Encrypt", "").strip()
+    if not encrypted:
+        raise MalformedMessage("safe mode without <Encrypt>")
+    cfg = current_app.config
+    try:
+        plain, key = crypto.decrypt_message(
+            cfg["WECHAT_TOKEN"],
+            keys,
+            cfg["WECHAT_APPID"],
+            args.get("msg_signature", ""),
+            args.get("timestamp", ""),
+            args.get("nonce", ""),
+            encrypted,
+        )
+    except crypto.CryptoError as exc:
+        log.info("safe-mode message refused: %s", exc.reason)
+        if exc.reason == "invalid_signature":
+            raise SignatureRefused("msg_signature refused") from None
+        raise BadRequest("the encrypted message was refused") from None
+    return parse_message(plain), key
+
+
+def respond(message: Message) -> str:
+    """The plaintext reply (XML or `success`), running the route at most once per delivery."""
+    key = message.dedupe_key
+    if not store.set_if_absent(AREA, key, PENDING, DEDUPE_TTL):
+        return _reply_of_first(key)
+    route = route_for(message)
+    try:
+        if route.is_slow():
+            _run_later(route.handler, message)
+            reply = SUCCESS
+        else:
+            text = route.handler(message)
+            # Cut here with the answers page as the link; Q&A answers come already cut,
+            # with a link to their own question.
+            text = fit_text(text, current_app.config.get("WECHAT_ANSWER_URL") or "") if text else ""
+            reply = text_reply(message.sender, message.account, text) if text else SUCCESS
+    except BaseException:
+        store.delete(AREA, key)  # let WeChat's retry run it again
+        raise
+    store.set(AREA, key, DONE + reply, DEDUPE_TTL)
+    log.info("chat %s/%s answered", message.msg_type, message.event or "-")
+    return reply
+
+
+def _reply_of_first(key: str) -> str:
+    """A repeat: the first delivery's reply, waiting briefly if it is still being made."""
+    deadline = time.monotonic() + WAIT_FOR_FIRST
+    while True:
+        value = store.get(AREA, key)
+        if value is not None and value.startswith(DONE):
+            return value[len(DONE) :]
+        if value is None or time.monotonic() >= deadline:
+            return SUCCESS  # the first failed or is slow: never run the handler twice
+        time.sleep(0.05)
+
+
+def _run_later(handler: Handler, message: Message) -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _slow_pool.submit(_send_later, app, handler, message)
+
+
+def _send_later(app: Flask, handler: Handler, message: Message) -> None:
+    """Run a slow handler in its own app context and send its text as a customer-service
+    message (WeChat allows this within 48 h of the user's last message)."""
+    with app.app_context():
+        try:
+            text = handler(message)
+            if text:
+                from berater.ext.wechat.client import send_text  # written alongside this
+
+                send_text(message.sender, text)
+        except Exception as exc:  # a background thread has nobody to raise to
+            # Only the type: a transport error's text can hold the URL with the access token.
+            log.warning("slow chat reply not sent: %s", type(exc).__name__)
+
+
+def render(reply: str, aes_key: str | None) -> tuple[str, str]:
+    """The body and media type to send: `success` as text, a reply as (encrypted) XML."""
+    if reply == SUCCESS:
+        return SUCCESS, "text/plain"
+    if aes_key is None:
+        return reply, "application/xml"
+    cfg = current_app.config
+    timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+    encrypted, signature = crypto.encrypt_message(
+        cfg["WECHAT_TOKEN"], aes_key, cfg["WECHAT_APPID"], reply, timestamp, nonce
+    )
+    return encrypted_envelope(encrypted, signature, timestamp, nonce), "application/xml"
