@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -24,6 +23,7 @@ from berater.errors import ApiError
 from berater.ext.sms import BEIJING, AliyunBackend, ConsoleBackend, SmsDeliveryUnknown
 from berater.extensions import sms
 from berater.standins.aliyun import MESSAGES, FakeAliyunSms
+from tests.test_config import GOOD_PROD
 
 PHONE = "13800138000"
 
@@ -284,20 +284,6 @@ def test_other_backends_show_no_console_codes(app):
 
 # --- settings ---------------------------------------------------------------------------------
 
-GOOD_PROD = {
-    "BERATER_ENV": "production",
-    "SECRET_KEY": "k" * 40,
-    "DATABASE_URL": "mysql+pymysql://berater:pw@db/berater",
-    "CRYPTO_KEYS": Fernet.generate_key().decode(),
-    "WECHAT_APPID": "wx0123456789abcdef",
-    "WECHAT_SECRET": "s" * 32,
-    "WECHAT_TOKEN": "t" * 32,
-    "SMS_ACCESS_KEY": "LTAI5tAbCdEfGhIjKlMnOp",
-    "SMS_ACCESS_SECRET": "a" * 30,
-    "SMS_SIGN_NAME": "南京大学招生",
-    "SMS_TEMPLATE_CODE": "SMS_123456789",
-}
-
 
 def test_the_defaults_are_those_of_security_md():
     assert ProdConfig.SMS_SEND_LIMITS == ((1, 60), (5, 3600), (10, 86400))
@@ -313,7 +299,7 @@ def test_the_defaults_are_those_of_security_md():
 def test_production_starts_with_the_sms_settings():
     settings = load_config(environ=GOOD_PROD)
     assert settings["SMS_BACKEND"] == "aliyun"
-    assert settings["SMS_SIGN_NAME"] == "南京大学招生"
+    assert settings["SMS_SIGN_NAME"] == GOOD_PROD["SMS_SIGN_NAME"]
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from berater.standins import chat
 from berater.standins.wechat import RunningWeChat
@@ -104,20 +103,19 @@ def test_messages_are_wechat_push_xml() -> None:
 
 
 @pytest.fixture
-def chat_app(make_app: Callable[..., Flask]) -> Flask:
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The app with safe mode configured; conftest's live_server serves this one."""
     return make_app(WECHAT_AES_KEY=AES_KEY)
 
 
 @pytest.fixture
-def chat_server(chat_app: Flask) -> Iterator[str]:
-    import threading
+def chat_app(app: Flask) -> Flask:
+    return app
 
-    server = make_server("127.0.0.1", 0, chat_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+
+@pytest.fixture
+def chat_server(live_server: str) -> str:
+    return live_server
 
 
 def settings_of(app: Flask) -> chat.Settings:
