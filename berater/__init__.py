@@ -71,6 +71,14 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
 
     qna.init_app(app)
     app.register_blueprint(chat_bp)
+    # The photo app's admission-list query at /api/face (app token `face`).
+    from berater.face import bp as face_bp
+
+    app.register_blueprint(face_bp)
+    # Nova club registration at /api/nova (student; nova_admin for the list and exports).
+    from berater.nova import bp as nova_bp
+
+    app.register_blueprint(nova_bp)
     errors.register_error_handlers(app)
     spec.register(app)
 

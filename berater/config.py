@@ -146,6 +146,12 @@ class Config:
     WECHAT_BIND_URL = ""  # where a user who is not bound yet is sent to bind
     WECHAT_ANSWER_URL = ""  # the page with the full answer, linked from a cut reply
     QNA_BACKEND = "placeholder"  # the only backend until the handbook engine lands
+    # --- Face app (berater/face/): whole ID card numbers in its answers, or masked ---
+    FACE_SEE_ID_CARDS = False
+    # --- Nova club registration (berater/nova/) ---
+    NOVA_TEMPLATE_ID = ""  # the WeChat template message on register and cancel; empty: none
+    NOVA_NOTIFY_RETRIES = 3  # further tries of a failed message, in the background
+    NOVA_NOTIFY_BACKOFF = 2.0  # seconds before the first retry, doubled after each (fixed)
 
 
 class DevConfig(Config):
@@ -209,6 +215,10 @@ PARSERS: dict[str, Any] = {
     "LOGIN_FAILURE_WINDOW": int,
     "MAX_CONTENT_LENGTH": int,
     "WECHAT_TOKEN_ENDPOINT": lambda value: _choice(value, ("stable", "classic")),
+    # Face app (berater/face/)
+    "FACE_SEE_ID_CARDS": _bool,
+    # Nova club registration (berater/nova/)
+    "NOVA_NOTIFY_RETRIES": int,
 }
 # Read from the environment; everything else is fixed by the environment's class.
 ENV_KEYS = (
@@ -257,6 +267,11 @@ ENV_KEYS = (
     "WECHAT_BIND_URL",
     "WECHAT_ANSWER_URL",
     "QNA_BACKEND",
+    # Face app (berater/face/)
+    "FACE_SEE_ID_CARDS",
+    # Nova club registration (berater/nova/)
+    "NOVA_TEMPLATE_ID",
+    "NOVA_NOTIFY_RETRIES",
 )
 PROD_SECRETS = ("SECRET_KEY", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "DATABASE_URL")
 MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64
