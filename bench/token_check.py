@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -514,15 +514,19 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(
+    run_benchmark: Callable[[argparse.Namespace, Path, ExitStack], None],
+    args: argparse.Namespace,
+    prefix: str,
+) -> int:
+    """Run a benchmark in a temporary folder and always clean up: 0, 1 on failure, 130 on ^C."""
     sys.path.insert(0, str(PROJECT_ROOT))  # `berater`, for the in-process app
     os.chdir(PROJECT_ROOT)
     signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="berater-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     stack = ExitStack()
     try:
-        benchmark(args, tmp, stack)
+        run_benchmark(args, tmp, stack)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
         return 130
@@ -538,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(benchmark, parse_args(argv), "berater-bench-")
 
 
 if __name__ == "__main__":

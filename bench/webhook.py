@@ -39,13 +39,10 @@ import argparse
 import os
 import secrets
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -375,32 +372,8 @@ def best(current: Result | None, new: Result) -> Result:
     return new if current is None or new.requests_per_s > current.requests_per_s else current
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.chdir(tc.PROJECT_ROOT)
-    signal.signal(signal.SIGTERM, _terminate)
-    tmp = Path(tempfile.mkdtemp(prefix="berater-bench-webhook-"))
-    stack = ExitStack()
-    try:
-        benchmark(args, tmp, stack)
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            stack.close()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return tc.run(benchmark, parse_args(argv), "berater-bench-webhook-")
 
 
 if __name__ == "__main__":
