@@ -69,6 +69,16 @@ def token_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorator
 
 
+def wechat_openid(doing: str) -> str:
+    """The bearer's openid; Forbidden for password accounts and apps, which have none.
+
+    `doing` finishes the message: "only a WeChat sign-in can <doing>".
+    """
+    if current_identity.kind != "wechat":
+        raise Forbidden(f"only a WeChat sign-in can {doing}")
+    return current_identity.subject
+
+
 def authenticate() -> Identity:
     """The identity behind the Authorization header, or Unauthorized."""
     header = request.headers.get("Authorization", "")

@@ -19,7 +19,7 @@ from berater.api.binding_schemas import (
 )
 from berater.api.schemas import Envelope, ErrorOut
 from berater.api.services import issue_token
-from berater.auth import current_identity, token_required
+from berater.auth import current_identity, token_required, wechat_openid
 from berater.db import transaction
 from berater.extensions import spec
 from berater.http import json_body, ok
@@ -47,11 +47,7 @@ def _bound(record: dict[str, Any]) -> Response:
 
 def _wechat_only() -> str:
     """Binding is for WeChat users: password accounts and apps have no openid to bind."""
-    from berater.errors import Forbidden
-
-    if current_identity.kind != "wechat":
-        raise Forbidden("only a WeChat sign-in can be bound")
-    return current_identity.subject
+    return wechat_openid("be bound")
 
 
 @bp.post("/candidate")

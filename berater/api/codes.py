@@ -19,8 +19,7 @@ from berater.api.code_schemas import (
     VerifyRequest,
 )
 from berater.api.schemas import Envelope
-from berater.auth import current_identity, token_required
-from berater.errors import Forbidden
+from berater.auth import token_required, wechat_openid
 from berater.extensions import sms, spec
 from berater.http import json_body, ok
 from berater.identifiers import mask_phone
@@ -37,9 +36,7 @@ dev_bp = Blueprint("sms_dev", __name__, url_prefix="/dev")
 
 def _openid() -> str:
     """Codes belong to WeChat users: accounts and partner apps have no phone to bind."""
-    if current_identity.kind != "wechat":
-        raise Forbidden("only a WeChat sign-in can verify a phone")
-    return current_identity.subject
+    return wechat_openid("verify a phone")
 
 
 def _verified(phone: str) -> dict[str, object]:

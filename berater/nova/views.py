@@ -8,9 +8,8 @@ from flask import Response
 from spectree import Response as Resp
 
 from berater.api.schemas import Envelope, ErrorOut
-from berater.auth import current_identity, token_required
+from berater.auth import token_required, wechat_openid
 from berater.db import transaction
-from berater.errors import Forbidden
 from berater.extensions import spec
 from berater.http import json_body, ok, query_args
 from berater.nova import bp, export, notify, services
@@ -33,9 +32,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 def _openid() -> str:
     """Registration is for WeChat users: a password account or an app has no admission record."""
-    if current_identity.kind != "wechat":
-        raise Forbidden("only a WeChat sign-in can register")
-    return current_identity.subject
+    return wechat_openid("register")
 
 
 @bp.get("/source")
