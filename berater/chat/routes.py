@@ -121,7 +121,7 @@ DEFAULT = Route(default_reply)
 
 def route_for(message: Message) -> Route:
     """The most specific route for `message` (event names match in any case)."""
-    routes = {_normal(key): route for key, route in table().items()}
+    routes = _routes()
     event = message.event
     candidates: list[tuple[str, ...]] = []
     if event is not None:
@@ -132,6 +132,15 @@ def route_for(message: Message) -> Route:
         if found is not None and found.applies(message):
             return found
     return DEFAULT
+
+
+def _routes() -> dict[tuple[str | None, ...], Route]:
+    """The table, normalised once per app: its settings do not change while it runs."""
+    cached = current_app.extensions.get("berater.chat.routes")
+    if cached is None:
+        cached = {_normal(key): route for key, route in table().items()}
+        current_app.extensions["berater.chat.routes"] = cached
+    return cached
 
 
 def _normal(key: tuple[str | None, ...]) -> tuple[str | None, ...]:
