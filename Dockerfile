@@ -65,7 +65,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/ping', timeout=4)"]
 
-# Wait for the database, apply migrations, then supervisord (and gunicorn under it) replaces
+# Wait for the database, apply migrations, build the Q&A index unless it is there (a few
+# seconds; `flask --app run qna build` rebuilds it), then supervisord (and gunicorn under it) replaces
 # the shell as PID 1, so `docker stop` reaches it. Another command given to `docker compose
 # run berater ...` (for instance `flask --app run user list`) replaces all of this.
-CMD ["sh", "-c", "exec ./wait-for-it.sh \"${DB_HOST:?DB_HOST is not set}:${DB_PORT:-3306}\" -t 60 -- sh -c 'flask --app run db upgrade && exec supervisord -c /app/supervisord.conf'"]
+CMD ["sh", "-c", "exec ./wait-for-it.sh \"${DB_HOST:?DB_HOST is not set}:${DB_PORT:-3306}\" -t 60 -- sh -c 'flask --app run db upgrade && flask --app run qna build --if-missing && exec supervisord -c /app/supervisord.conf'"]

@@ -30,3 +30,7 @@ def on_starting(server):
     settings = load_config()
     if not settings["REDIS_URL"]:
         embedded_redis.ensure_running(instance_path(settings))
+    # jieba's dictionary (~0.6 s, ~80 MB) loads once here; the forked workers share it.
+    from berater.qna import segment
+
+    segment.warm()

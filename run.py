@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from flask import Flask
 from flask_migrate import upgrade
 from werkzeug.serving import WSGIRequestHandler
 
@@ -37,6 +38,18 @@ def _start_wechat_standin() -> subprocess.Popen[bytes]:
     return process
 
 
+def _build_qna_index(dev_app: Flask) -> None:
+    """The first start builds the demo handbook's Q&A index (a few seconds), once."""
+    from berater.ext.qna import index_path
+    from berater.extensions import qna
+    from berater.qna.cli import build_index_file
+
+    if not index_path(dev_app).exists():
+        print("  Building the Q&A index of the demo handbook ...", flush=True)
+        build_index_file()
+        qna.load(dev_app)
+
+
 def main() -> None:
     # SIGTERM (e.g. `timeout`, an IDE's stop button) cleans up like Ctrl-C: the stand-in and
     # the embedded store stop with the service.
@@ -52,6 +65,7 @@ def main() -> None:
         dev_app = create_app()
         with dev_app.app_context():
             upgrade()
+            _build_qna_index(dev_app)
         print(f"\n  Berater: open http://{DEV_HOST}:{DEV_PORT}/ and click 'Sign in'\n", flush=True)
         dev_app.run(
             DEV_HOST, DEV_PORT, use_reloader=False, threaded=True, request_handler=_QuietHandler

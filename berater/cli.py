@@ -151,3 +151,8 @@ def register(app: Flask) -> None:
     from berater.menu import register_cli as register_menu_cli
 
     register_menu_cli(app)
+
+    # The handbook Q&A (issue 6): `flask qna build|eval|ask`, berater/qna/cli.py.
+    from berater.qna.cli import qna_cli
+
+    app.cli.add_command(qna_cli)

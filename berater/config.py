@@ -145,7 +145,21 @@ class Config:
     WECHAT_STUID_KEY = "STUID"  # the menu CLICK key of "my student number"
     WECHAT_BIND_URL = ""  # where a user who is not bound yet is sent to bind
     WECHAT_ANSWER_URL = ""  # the page with the full answer, linked from a cut reply
-    QNA_BACKEND = "placeholder"  # the only backend until the handbook engine lands
+    # --- Q&A (berater/qna/, berater/ext/qna.py, `flask qna build|eval`) ---
+    # How the webhook answers: lexical (the index), bert or hybrid (slow: they ask the BERT
+    # server), placeholder (no answers).
+    QNA_BACKEND = "lexical"
+    QNA_INDEX = ""  # the index file; empty: qna-index.npz in the instance folder
+    QNA_CORPUS = "data/qna/handbook"  # what `flask qna build` reads by default
+    QNA_USERDICT = "data/jieba-userdict.txt"  # domain words jieba keeps whole
+    QNA_MIN_SCORE = 0.1  # lexical score (0..1) below which the best paragraph is no answer
+    QNA_BERT_MIN_SCORE = 0.5  # the same for the BERT cosine
+    QNA_BERT_WEIGHT = 0.5  # the BERT cosine's share of the hybrid score
+    # --- BERT server (berater/qna/bert.py): bert-serving-server over ZeroMQ ---
+    BERT_HOST = ""  # empty: the BERT backend is not configured
+    BERT_PORT = 5555  # the server's -port (requests)
+    BERT_PORT_OUT = 5556  # the server's -port_out (answers)
+    BERT_TIMEOUT = 3.0  # seconds to wait for an answer (per batch of 256 texts)
     # --- Face app (berater/face/): whole ID card numbers in its answers, or masked ---
     FACE_SEE_ID_CARDS = False
     # --- Nova club registration (berater/nova/) ---
@@ -219,6 +233,15 @@ PARSERS: dict[str, Any] = {
     "FACE_SEE_ID_CARDS": _bool,
     # Nova club registration (berater/nova/)
     "NOVA_NOTIFY_RETRIES": int,
+    # Q&A (berater/qna/)
+    "QNA_BACKEND": lambda value: _choice(value, ("lexical", "bert", "hybrid", "placeholder")),
+    "QNA_MIN_SCORE": float,
+    "QNA_BERT_MIN_SCORE": float,
+    "QNA_BERT_WEIGHT": float,
+    # BERT server (berater/qna/bert.py)
+    "BERT_PORT": int,
+    "BERT_PORT_OUT": int,
+    "BERT_TIMEOUT": float,
 }
 # Read from the environment; everything else is fixed by the environment's class.
 ENV_KEYS = (
@@ -267,6 +290,17 @@ ENV_KEYS = (
     "WECHAT_BIND_URL",
     "WECHAT_ANSWER_URL",
     "QNA_BACKEND",
+    "QNA_INDEX",
+    "QNA_CORPUS",
+    "QNA_USERDICT",
+    "QNA_MIN_SCORE",
+    "QNA_BERT_MIN_SCORE",
+    "QNA_BERT_WEIGHT",
+    # BERT server (berater/qna/bert.py)
+    "BERT_HOST",
+    "BERT_PORT",
+    "BERT_PORT_OUT",
+    "BERT_TIMEOUT",
     # Face app (berater/face/)
     "FACE_SEE_ID_CARDS",
     # Nova club registration (berater/nova/)

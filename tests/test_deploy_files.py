@@ -469,7 +469,11 @@ def test_container_waits_for_the_database_then_migrates_then_starts_supervisord(
     result = run_cmd(sandbox, env)
     assert result.returncode == 0, result.stderr
     conf = copied_files()["supervisord.conf"]
-    assert calls(sandbox) == ["flask --app run db upgrade", f"supervisord -c {conf}"]
+    assert calls(sandbox) == [
+        "flask --app run db upgrade",
+        "flask --app run qna build --if-missing",
+        f"supervisord -c {conf}",
+    ]
 
 
 def test_container_does_not_start_when_migrations_fail(

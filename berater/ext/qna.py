@@ -1,14 +1,39 @@
-"""The Q&A engine's interface: `qna.answer(question)` gives the best answer or None.
+"""The Q&A engine of the app: the handbook index loaded once, and the webhook's backend.
 
-The backend is chosen by QNA_BACKEND. Until the handbook engine lands, the only backend is
-"placeholder", which knows no answers; callers then say the bot is getting ready.
+At start the extension loads the index file (QNA_INDEX, built by `flask qna build`) and
+jieba's dictionary, once per process: apps in one process share an unchanged file's index.
+Without an index file the service still starts; the Q&A endpoints then answer 503 and the
+webhook says the bot is getting ready.
+
+QNA_BACKEND picks how the webhook answers: `lexical` (the index alone), `bert` or `hybrid`
+(both slow: they ask the BERT server, so the webhook answers through the customer-service
+API; when BERT is unavailable they answer from the index alone), or `placeholder` (no
+answers).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Protocol
 
 from flask import Flask, current_app
+
+from berater.errors import ServiceUnavailable
+from berater.qna import segment
+from berater.qna.bert import BertUnavailable, encoder_from_config
+from berater.qna.engine import MAX_QUESTION, Engine, Mode, Thresholds, reply_text
+from berater.qna.index import Index, IndexUnavailable
+
+log = logging.getLogger("berater.qna")
+INDEX_FILE = "qna-index.npz"
+
+
+class QnaUnavailable(ServiceUnavailable):
+    message = "the Q&A index is not built yet: run `flask --app run qna build`"
 
 
 class Backend(Protocol):
@@ -20,7 +45,7 @@ class Backend(Protocol):
 
 
 class PlaceholderBackend:
-    """Knows nothing yet: every question is unanswered."""
+    """Knows nothing: every question is unanswered."""
 
     slow = False
 
@@ -28,11 +53,64 @@ class PlaceholderBackend:
         return None
 
 
-BACKENDS: dict[str, type[Backend]] = {"placeholder": PlaceholderBackend}
+class HandbookBackend:
+    """Answers from the handbook index, ranked the way `mode` says."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        self.slow = mode != "lexical"
+
+    def answer(self, question: str) -> str | None:
+        engine = current_app.extensions["berater.qna"].engine
+        question = question.strip()[:MAX_QUESTION]
+        if engine is None or not question:
+            return None
+        try:
+            result = engine.search(question, k=1, mode=self.mode)
+        except BertUnavailable as exc:
+            log.warning("BERT unavailable, answering from the index alone: %s", exc)
+            result = engine.search(question, k=1, mode="lexical")
+        return reply_text(result)
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "placeholder": PlaceholderBackend,
+    "lexical": partial(HandbookBackend, "lexical"),
+    "bert": partial(HandbookBackend, "bert"),
+    "hybrid": partial(HandbookBackend, "hybrid"),
+}
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple[str, int, int], Index] = {}
+
+
+def index_path(app: Flask) -> Path:
+    """QNA_INDEX, or the index file in the instance folder."""
+    return Path(app.config.get("QNA_INDEX") or Path(app.instance_path) / INDEX_FILE)
+
+
+def load_index(path: Path) -> Index:
+    """The index at `path`, read once per process while the file is unchanged."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    with _cache_lock:
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = Index.load(path)
+        return _cache[key]
+
+
+class QnaState:
+    """What the extension keeps per app."""
+
+    def __init__(self, engine: Engine | None, backend: Backend, problem: str | None) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.problem = problem
 
 
 class Qna:
-    """Flask extension: the configured Q&A backend of the current app."""
+    """Flask extension: the handbook engine and the webhook's Q&A backend."""
 
     def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
@@ -41,27 +119,54 @@ class Qna:
     def init_app(self, app: Flask) -> None:
         if "berater.qna" in app.extensions:
             raise RuntimeError("qna is already registered on this app")
-        name = app.config.setdefault("QNA_BACKEND", "placeholder")
+        name = app.config.setdefault("QNA_BACKEND", "lexical")
         if name not in BACKENDS:
             raise RuntimeError(f"QNA_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}")
-        app.extensions["berater.qna"] = BACKENDS[name]()
+        app.extensions["berater.qna"] = QnaState(None, BACKENDS[name](), None)
+        self.load(app)
+
+    def load(self, app: Flask) -> None:
+        """(Re)load the app's index file; without one, Q&A answers 503 until it is built."""
+        state: QnaState = app.extensions["berater.qna"]
+        path = index_path(app)
+        try:
+            index = load_index(path)
+        except (FileNotFoundError, IndexUnavailable) as exc:
+            state.engine = None
+            state.problem = (
+                str(exc)
+                if isinstance(exc, IndexUnavailable)
+                else f"no index at {path}: run `flask --app run qna build`"
+            )
+            log.warning("Q&A is off: %s", state.problem)
+            return
+        segment.warm()
+        thresholds = Thresholds.from_config(app.config)
+        state.engine = Engine(index, encoder_from_config(app.config), thresholds)
+        state.problem = None
 
     @property
-    def backend(self) -> Backend:
-        """The backend of the current app."""
+    def state(self) -> QnaState:
         try:
-            backend: Backend = current_app.extensions["berater.qna"]
+            return current_app.extensions["berater.qna"]
         except KeyError:
             raise RuntimeError(
                 "qna is not registered on this app; did you forget init_app?"
             ) from None
-        return backend
+
+    @property
+    def engine(self) -> Engine:
+        """The current app's engine; 503 when its index is not built."""
+        state = self.state
+        if state.engine is None:
+            raise QnaUnavailable(state.problem)
+        return state.engine
 
     def answer(self, question: str) -> str | None:
-        """The best answer to `question`, or None when there is none."""
-        return self.backend.answer(question)
+        """The webhook's answer to `question`, or None when the bot is not ready."""
+        return self.state.backend.answer(question)
 
     @property
     def slow(self) -> bool:
         """Whether the current backend's answers may take seconds."""
-        return bool(self.backend.slow)
+        return bool(self.state.backend.slow)

@@ -1,0 +1,233 @@
+"""Benchmark: the handbook Q&A engine against the original refit-per-query design.
+
+What it measures, in one run:
+
+* the index over 5,000 paragraphs (the demo handbook replicated with variations: another
+  campus, other numbers, the sentences in another order): build seconds and file size;
+* per-question latency of `Engine.search` (segmenting the question with jieba, scoring
+  every paragraph, the top 3 and their sources): p50 and p99 over the development
+  questions, repeated;
+* the start-up of a worker with that index: forked from a process that has loaded jieba's
+  dictionary (gunicorn.conf.py loads it in the master), it creates the app, loads the index
+  and answers one question; and a cold start, a fresh Python process that also loads
+  jieba, with its RSS;
+* the original design on the same corpus and questions: a TF-IDF model (jieba tokens,
+  scikit-learn) fitted over the whole corpus for every question, then cosine similarity;
+  its p50 over a few questions (each takes seconds), and the ratio to ours.
+
+Goals (issue 6): p50 at most 2 ms; at least 200x faster than the refit-per-query
+baseline; worker start-up with the index under 2 s.
+
+    .venv/bin/python bench/qna.py
+    .venv/bin/python bench/qna.py --paragraphs 5000 --rounds 5 --baseline-queries 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from berater.qna import segment  # noqa: E402
+from berater.qna.corpus import Paragraph, load  # noqa: E402
+from berater.qna.engine import Engine  # noqa: E402
+from berater.qna.evaluate import load_questions  # noqa: E402
+from berater.qna.index import Index  # noqa: E402
+
+CAMPUSES = ["仙林校区", "鼓楼校区", "浦口校区", "苏州校区", "江北新区", "医学院区", "国际学院"]
+SENTENCE = re.compile(r"(?<=[。；！？])")
+
+
+def replicate(paragraphs: list[Paragraph], total: int, seed: int = 7) -> list[Paragraph]:
+    """`total` paragraphs: the originals, then variants of them until there are enough."""
+    rng = random.Random(seed)
+    out = list(paragraphs)
+    copy = 0
+    while len(out) < total:
+        copy += 1
+        for p in paragraphs:
+            if len(out) >= total:
+                break
+            sentences = [s for s in SENTENCE.split(p.text) if s]
+            rng.shuffle(sentences)
+            shift = copy
+            text = re.sub(r"\d+", lambda m, n=shift: str(int(m.group()) + n), "".join(sentences))
+            campus = CAMPUSES[copy % len(CAMPUSES)]
+            out.append(
+                Paragraph(
+                    id=f"{p.id}~{copy}",
+                    text=f"（{campus}）{text}",
+                    chapter=p.chapter,
+                    section=p.section,
+                    page=(p.page or 0) + 200 * copy,
+                )
+            )
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def time_queries(engine: Engine, questions: list[str], rounds: int) -> list[float]:
+    for q in questions[:20]:
+        engine.search(q)  # warm caches
+    times = []
+    for _ in range(rounds):
+        for q in questions:
+            started = time.perf_counter()
+            engine.search(q, k=3)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def refit_per_query(corpus: list[str], question: str) -> int:
+    """The original design: fit TF-IDF over the corpus and the question, take the best."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import linear_kernel
+
+    tk = segment.tokenizer()
+    vectorizer = TfidfVectorizer(tokenizer=tk.lcut, lowercase=False, token_pattern=None)
+    matrix = vectorizer.fit_transform([*corpus, question])
+    scores = linear_kernel(matrix[-1], matrix[:-1]).ravel()
+    return int(scores.argmax())
+
+
+WORKER = textwrap.dedent(
+    """
+    import resource, sys, time
+    from berater import create_app
+    from berater.extensions import qna
+    app = create_app({"TESTING": True, "QNA_INDEX": sys.argv[1], "INSTANCE_PATH": sys.argv[2]})
+    with app.app_context():
+        qna.engine.search("奖学金怎么申请")
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+    """
+)
+
+
+def cold_startup(index_file: Path, instance: Path) -> tuple[float, float]:
+    """A fresh Python process (nothing shared): (seconds to its first answer, RSS MiB)."""
+    env = {**os.environ, "BERATER_ENV": "testing"}
+    started = time.perf_counter()
+    with subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(index_file), str(instance)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        line = process.stdout.readline()  # the first answer is given: the worker is ready
+        ready = time.perf_counter() - started
+        process.wait()
+    return ready, float(line) / 1024
+
+
+def forked_startup(index_file: Path, instance: Path) -> float:
+    """A worker forked from a master that loaded jieba, as gunicorn.conf.py's on_starting
+    does: seconds from the fork to its first answer (create_app, index load, the answer)."""
+    read, write = os.pipe()
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os.close(read)
+        os.environ["BERATER_ENV"] = "testing"
+        from berater import create_app
+        from berater.extensions import qna
+
+        settings = {"TESTING": True, "QNA_INDEX": str(index_file), "INSTANCE_PATH": str(instance)}
+        with create_app(settings).app_context():
+            qna.engine.search("奖学金怎么申请")
+        os.write(write, f"{time.perf_counter() - started}".encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        seconds = float(pipe.read())
+    os.waitpid(pid, 0)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paragraphs", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5, help="passes over the questions")
+    parser.add_argument("--baseline-queries", type=int, default=5)
+    parser.add_argument("--startups", type=int, default=3, help="worker start-ups, best taken")
+    args = parser.parse_args()
+
+    handbook = load(ROOT / "data/qna/handbook")
+    words = segment.read_userdict(ROOT / "data/jieba-userdict.txt")
+    questions = [q.q for q in load_questions(ROOT / "data/qna/dev-questions.jsonl")]
+    paragraphs = replicate(handbook, args.paragraphs)
+    segment.warm()  # the build time below is the index's, not jieba's dictionary load
+    work = Path(tempfile.mkdtemp(prefix="bench-qna-"))
+    try:
+        started = time.perf_counter()
+        index = Index.build(paragraphs, words)
+        build = time.perf_counter() - started
+        index_file = work / "qna-index.npz"
+        size = index.save(index_file)
+        engine = Engine(Index.load(index_file))
+
+        times = time_queries(engine, questions, args.rounds)
+        p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+
+        cold, rss = min(cold_startup(index_file, work) for _ in range(args.startups))
+        forked = min(forked_startup(index_file, work) for _ in range(args.startups))
+
+        corpus = [p.text for p in paragraphs]
+        baseline = []
+        for q in questions[: args.baseline_queries]:
+            t0 = time.perf_counter()
+            refit_per_query(corpus, q)
+            baseline.append(time.perf_counter() - t0)
+        base50 = statistics.median(baseline)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"corpus: {len(paragraphs)} paragraphs ({len(handbook)} handbook + variants)")
+    print(f"index build: {build:.2f} s, file {size / 1024 / 1024:.2f} MiB")
+    print(f"terms: {len(index.words.terms)} words, {len(index.chars.terms)} characters and bigrams")
+    print(
+        f"query (Engine.search, top 3): p50 {p50 * 1000:.3f} ms, p99 {p99 * 1000:.3f} ms "
+        f"over {len(times)} queries"
+    )
+    print(
+        f"worker start-up with the index (fork of a master holding jieba, as under gunicorn): "
+        f"{forked:.2f} s to the first answer (best of {args.startups})"
+    )
+    print(
+        f"cold start-up (a fresh process, nothing shared): {cold:.2f} s to the first answer, "
+        f"RSS {rss:.0f} MiB (best of {args.startups})"
+    )
+    print(f"this benchmark's RSS: {own_rss:.0f} MiB")
+    print(
+        f"baseline (refit TF-IDF per query): p50 {base50 * 1000:.0f} ms over {len(baseline)}"
+        " queries"
+    )
+    ratio = base50 / p50
+    print(f"speed-up p50: {ratio:.0f}x")
+    print(
+        f"goals: p50 <= 2 ms: {'met' if p50 <= 0.002 else 'MISSED'}; >= 200x: "
+        f"{'met' if ratio >= 200 else 'MISSED'}; start-up < 2 s: "
+        f"{'met' if forked < 2 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The lexical index: BM25 over jieba words, blended with BM25 over characters and bigrams.
+
+Built once by `flask qna build` into one `.npz` file (numpy arrays only, no pickle); a
+worker loads it at start and answers a question with a few array slices and one
+`bincount`, never touching the corpus or refitting anything.
+
+Scores are normalised to 0..1: a paragraph's BM25 score divided by what the question could
+score at most (each term's idf times k1 + 1, BM25's ceiling; words the handbook never uses
+count at the highest idf), so one threshold means "enough of the question is found here"
+for any question. A paragraph holding each question word once scores about 1 / (k1 + 1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from berater.qna import segment
+from berater.qna.corpus import Paragraph
+
+FORMAT = 1
+K1, B = 1.2, 0.75
+NGRAM_WEIGHT = 0.7  # the characters' share of the lexical score (tuned on the dev questions)
+
+
+class IndexUnavailable(RuntimeError):
+    """The index file is missing, unreadable or of another format version."""
+
+
+def _identity(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+@dataclass
+class Bm25:
+    """A term-by-paragraph matrix of BM25 weights in CSR arrays, with its vocabulary."""
+
+    terms: list[str]
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    idf: np.ndarray
+    n_docs: int
+    vocab: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.vocab = {term: i for i, term in enumerate(self.terms)}
+        self.max_idf = float(self.idf.max()) if len(self.idf) else 1.0
+
+    @classmethod
+    def fit(cls, docs: Sequence[list[str]]) -> Bm25:
+        # Imported here: only building needs them, and a worker starts faster without.
+        from scipy import sparse
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        counts = CountVectorizer(analyzer=_identity, lowercase=False).fit(docs)
+        x = sparse.csr_matrix(counts.transform(docs), dtype=np.float32)
+        n = x.shape[0]
+        lengths = np.asarray(x.sum(axis=1)).ravel()
+        average = float(lengths.mean()) or 1.0
+        df = np.bincount(x.indices, minlength=x.shape[1])
+        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        rows = np.repeat(np.arange(n), np.diff(x.indptr))
+        tf = x.data
+        norm = K1 * (1 - B + B * lengths[rows] / average)
+        x.data = (idf[x.indices] * tf * (K1 + 1) / (tf + norm)).astype(np.float32)
+        by_term = x.T.tocsr()
+        by_term.sort_indices()
+        return cls(
+            terms=list(counts.get_feature_names_out()),
+            indptr=by_term.indptr.astype(np.int64),
+            indices=by_term.indices.astype(np.int32),
+            data=by_term.data,
+            idf=idf,
+            n_docs=n,
+        )
+
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
+        """Each paragraph's score for `terms`, divided by the most those terms could score."""
+        ids, possible = [], 0.0
+        for term in set(terms):
+            i = self.vocab.get(term)
+            if i is None:
+                possible += self.max_idf
+            else:
+                ids.append(i)
+                possible += float(self.idf[i])
+        if not ids:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        spans = [slice(self.indptr[i], self.indptr[i + 1]) for i in ids]
+        where = np.concatenate([self.indices[s] for s in spans])
+        weights = np.concatenate([self.data[s] for s in spans])
+        return np.bincount(where, weights=weights, minlength=self.n_docs) / (possible * (K1 + 1))
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}_indptr": self.indptr,
+            f"{prefix}_indices": self.indices,
+            f"{prefix}_data": self.data,
+            f"{prefix}_idf": self.idf,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, prefix: str, terms: list[str], n_docs: int) -> Bm25:
+        return cls(
+            terms=terms,
+            indptr=arrays[f"{prefix}_indptr"],
+            indices=arrays[f"{prefix}_indices"],
+            data=arrays[f"{prefix}_data"],
+            idf=arrays[f"{prefix}_idf"],
+            n_docs=n_docs,
+        )
+
+
+ORDINAL = re.compile(r"^第[一二三四五六七八九十百零〇\d]+[章节篇部分]+\s*")
+
+
+def document_text(paragraph: Paragraph) -> str:
+    """What is indexed for a paragraph: its section's name (or title) and its text."""
+    heading = ORDINAL.sub("", paragraph.section or paragraph.title)
+    return f"{heading} {paragraph.text}"
+
+
+@dataclass
+class Index:
+    """Paragraphs, their word and character BM25 matrices, and optional BERT vectors."""
+
+    paragraphs: list[Paragraph]
+    words: Bm25
+    chars: Bm25
+    userdict: list[str]
+    ngram_weight: float
+    build_id: str
+    vectors: np.ndarray | None = None  # BERT embeddings, one L2-normalised row per paragraph
+    built_at: float = 0.0
+
+    @classmethod
+    def build(
+        cls,
+        paragraphs: Sequence[Paragraph],
+        userdict: Sequence[str] = (),
+        *,
+        ngram_weight: float = NGRAM_WEIGHT,
+        progress: Callable[[int], None] | None = None,
+    ) -> Index:
+        """Segment every paragraph and fit both matrices; `progress(n)` after each paragraph."""
+        segment.add_words(userdict)
+        word_docs, char_docs = [], []
+        for paragraph in paragraphs:
+            text = document_text(paragraph)
+            word_docs.append(segment.words(text))
+            char_docs.append(segment.chars(text))
+            if progress:
+                progress(1)
+        return cls(
+            paragraphs=list(paragraphs),
+            words=Bm25.fit(word_docs),
+            chars=Bm25.fit(char_docs),
+            userdict=list(userdict),
+            ngram_weight=ngram_weight,
+            build_id=uuid.uuid4().hex,
+            built_at=time.time(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.paragraphs)
+
+    def lexical_scores(self, question: str) -> np.ndarray:
+        """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`."""
+        scores = self.words.scores(segment.words(question))
+        if self.ngram_weight:
+            grams = self.chars.scores(segment.chars(question))
+            scores = (1 - self.ngram_weight) * scores + self.ngram_weight * grams
+        return scores
+
+    def save(self, path: str | Path) -> int:
+        """Write the index to `path` atomically (workers may be reading the old one); bytes."""
+        meta = {
+            "format": FORMAT,
+            "build_id": self.build_id,
+            "built_at": self.built_at,
+            "ngram_weight": self.ngram_weight,
+            "userdict": self.userdict,
+            "paragraphs": [
+                [p.id, p.text, p.chapter, p.section, p.page, p.title] for p in self.paragraphs
+            ],
+            "words": self.words.terms,
+            "chars": self.chars.terms,
+        }
+        arrays = {
+            "meta": np.frombuffer(orjson.dumps(meta), dtype=np.uint8),
+            **self.words.arrays("words"),
+            **self.chars.arrays("chars"),
+        }
+        if self.vectors is not None:
+            arrays["vectors"] = self.vectors.astype(np.float32)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(buffer.getbuffer())
+        os.replace(partial, path)
+        return buffer.tell()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Index:
+        """The index at `path`; its user-dictionary words are added to the tokenizer."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            meta = orjson.loads(arrays["meta"].tobytes())
+        except FileNotFoundError:
+            raise IndexUnavailable(f"no index at {path}: run `flask --app run qna build`") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
+        if meta.get("format") != FORMAT:
+            raise IndexUnavailable(f"{path} has index format {meta.get('format')}; rebuild it")
+        paragraphs = [
+            Paragraph(id=i, text=t, chapter=c, section=s, page=pg, title=ti)
+            for i, t, c, s, pg, ti in meta["paragraphs"]
+        ]
+        n = len(paragraphs)
+        segment.add_words(meta["userdict"])
+        return cls(
+            paragraphs=paragraphs,
+            words=Bm25.from_arrays(arrays, "words", meta["words"], n),
+            chars=Bm25.from_arrays(arrays, "chars", meta["chars"], n),
+            userdict=meta["userdict"],
+            ngram_weight=meta["ngram_weight"],
+            build_id=meta["build_id"],
+            vectors=arrays.get("vectors"),
+            built_at=meta["built_at"],
+        )

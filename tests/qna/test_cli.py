@@ -1,0 +1,155 @@
+"""`flask qna build|eval|ask`, the demo handbook's quality floor, and the webhook's answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from berater.qna.corpus import load
+from berater.qna.index import Index
+from tests.chat.helpers import post, reply_fields, text_xml
+
+HANDBOOK = Path(__file__).with_name("handbook.txt")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_questions(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    return path
+
+
+def invoke(app, *args: str):
+    return app.test_cli_runner().invoke(args=["qna", *args])
+
+
+def test_build_writes_the_index_and_prints_a_summary(make_app, tmp_path):
+    app = make_app()
+    out = tmp_path / "idx.npz"
+    result = invoke(app, "build", "--corpus", str(HANDBOOK), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "paragraphs: 9" in result.output
+    assert re.search(r"terms: \d+ words, \d+ characters and bigrams", result.output)
+    assert re.search(r"seconds: \d+\.\d\d", result.output)
+    assert [p.id for p in Index.load(out).paragraphs] == [p.id for p in load(HANDBOOK)]
+
+
+def test_build_reads_a_jsonl_corpus(make_app, tmp_path):
+    corpus = write_questions(
+        tmp_path / "c.jsonl",
+        [
+            {"id": "a", "title": "报到", "text": "新生九月一日报到。", "page": 2},
+            {"id": "b", "title": "图书馆", "text": "图书馆早上八点开门。"},
+        ],
+    )
+    out = tmp_path / "idx.npz"
+    result = invoke(make_app(), "build", "--corpus", str(corpus), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert [p.id for p in Index.load(out).paragraphs] == ["a", "b"]
+
+
+def test_build_if_missing_keeps_an_existing_index(make_app, tmp_path):
+    out = tmp_path / "idx.npz"
+    out.write_bytes(b"old")
+    result = invoke(
+        make_app(), "build", "--corpus", str(HANDBOOK), "--out", str(out), "--if-missing"
+    )
+    assert result.exit_code == 0 and "kept" in result.output
+    assert out.read_bytes() == b"old"
+
+
+def test_build_names_a_bad_corpus(make_app, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("没有章。\n", encoding="utf-8")
+    result = invoke(make_app(), "build", "--corpus", str(bad), "--out", str(tmp_path / "x.npz"))
+    assert result.exit_code != 0
+    assert "bad.txt:1" in result.output and not (tmp_path / "x.npz").exists()
+
+
+def test_eval_prints_the_three_figures(make_app, tmp_path):
+    questions = write_questions(
+        tmp_path / "q.jsonl",
+        [
+            {"q": "图书逾期了要交滞纳金吗", "relevant": ["3.1.2"]},
+            {"q": "缓考安排在什么时候", "relevant": ["2.1.1"]},
+            {"q": "推荐一部电影", "relevant": []},
+        ],
+    )
+    result = invoke(make_app(), "eval", "--corpus", str(HANDBOOK), "--questions", str(questions))
+    assert result.exit_code == 0, result.output
+    assert "top-1: 1.000" in result.output
+    assert "recall@3: 1.000" in result.output
+    assert "MRR@10: 1.000" in result.output
+    assert "2 answerable, 1 unanswerable" in result.output
+    assert "declined (unanswerable, below the threshold): 1.000" in result.output
+
+
+def test_eval_counts_a_miss(make_app, tmp_path):
+    questions = write_questions(
+        tmp_path / "q.jsonl",
+        [
+            {"q": "图书逾期了要交滞纳金吗", "relevant": ["3.1.2"]},
+            {"q": "图书逾期了要交滞纳金吗", "relevant": ["1.1.1"]},
+        ],
+    )
+    result = invoke(make_app(), "eval", "--corpus", str(HANDBOOK), "--questions", str(questions))
+    assert "top-1: 0.500" in result.output and "recall@3: 0.500" in result.output
+
+
+def test_eval_refuses_questions_naming_unknown_paragraphs(make_app, tmp_path):
+    questions = write_questions(tmp_path / "q.jsonl", [{"q": "图书馆", "relevant": ["9.9.9"]}])
+    result = invoke(make_app(), "eval", "--corpus", str(HANDBOOK), "--questions", str(questions))
+    assert result.exit_code != 0 and "9.9.9" in result.output
+
+
+def test_the_demo_handbook_answers_its_development_questions(make_app):
+    """The checked-in set over the demo handbook: a floor under the figures in the README."""
+    result = invoke(
+        make_app(),
+        "eval",
+        "--corpus",
+        str(ROOT / "data/qna/handbook"),
+        "--questions",
+        str(ROOT / "data/qna/dev-questions.jsonl"),
+    )
+    assert result.exit_code == 0, result.output
+    figures = dict(re.findall(r"^(top-1|recall@3|MRR@10): ([\d.]+)$", result.output, re.M))
+    assert float(figures["top-1"]) >= 0.6
+    assert float(figures["recall@3"]) >= 0.8
+    assert float(figures["MRR@10"]) >= 0.7
+    questions = re.search(r"questions: (\d+) answerable", result.output)
+    assert questions and int(questions.group(1)) >= 150
+    assert len(load(ROOT / "data/qna/handbook")) >= 300
+
+
+def test_ask_answers_from_the_served_index(make_app, tmp_path):
+    out = tmp_path / "idx.npz"
+    Index.build(load(HANDBOOK)).save(out)
+    result = invoke(make_app(QNA_INDEX=str(out)), "ask", "图书逾期了要交滞纳金吗")
+    assert result.exit_code == 0
+    assert "3.1.2 第三章 图书馆 第一节 借阅 40页" in result.output
+
+
+@pytest.fixture
+def handbook_index(tmp_path) -> Path:
+    out = tmp_path / "idx.npz"
+    Index.build(load(HANDBOOK)).save(out)
+    return out
+
+
+def test_the_webhook_answers_a_text_from_the_handbook(make_app, handbook_index, wechat):
+    app = make_app(QNA_INDEX=str(handbook_index), QNA_BACKEND="lexical")
+    reply = reply_fields(post(app.test_client(), text_xml("图书逾期了要交滞纳金吗")))
+    assert reply["Content"].startswith("逾期未还的图书，每册每天收取滞纳金零点一元。")
+    assert reply["Content"].endswith("——第三章 图书馆 第一节 借阅 40页")
+
+
+def test_the_webhook_suggests_sections_when_the_handbook_has_no_answer(
+    make_app, handbook_index, wechat
+):
+    app = make_app(QNA_INDEX=str(handbook_index), QNA_MIN_SCORE=0.95)
+    reply = reply_fields(post(app.test_client(), text_xml("图书馆借书要逾期吗")))
+    assert reply["Content"].startswith("手册里没有找到确切的答案")
+    assert "· 第三章 图书馆" in reply["Content"]
