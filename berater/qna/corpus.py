@@ -132,8 +132,9 @@ def parse_text(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
     yield from flush()
 
 
-def parse_jsonl(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
-    """Paragraphs of a JSONL corpus: `id`, `title`, `text`, optional chapter/section/page."""
+def jsonl_objects(lines: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, dict]]:
+    """(`file:line`, object) for each non-blank line; CorpusError names a line that is not
+    a JSON object."""
     for file, number, line in lines:
         if not line.strip():
             continue
@@ -144,6 +145,17 @@ def parse_jsonl(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
             raise CorpusError(f"{where}: not JSON ({exc})") from None
         if not isinstance(row, dict):
             raise CorpusError(f"{where}: each line must be a JSON object")
+        yield where, row
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[str, int, str]]:
+    """(file, line number, line) for each line of one UTF-8 file."""
+    return _lines([Path(path)])
+
+
+def parse_jsonl(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
+    """Paragraphs of a JSONL corpus: `id`, `title`, `text`, optional chapter/section/page."""
+    for where, row in jsonl_objects(lines):
         unknown = set(row) - {"id", "title", "text", "chapter", "section", "page"}
         if unknown:
             raise CorpusError(f"{where}: unknown fields {', '.join(sorted(unknown))}")

@@ -6,13 +6,12 @@ A question set is JSONL: `{"q": "...", "relevant": ["1.2.3", ...]}` per line; an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from berater.qna.corpus import CorpusError
+from berater.qna.corpus import CorpusError, jsonl_objects, read_lines
 from berater.qna.engine import Engine, Mode
 
 
@@ -46,16 +45,8 @@ class Metrics:
 def load_questions(path: str | Path) -> list[Question]:
     """The questions in a JSONL file; errors name the line."""
     questions = []
-    text = Path(path).read_text(encoding="utf-8-sig")
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise CorpusError(f"{where}: not JSON ({exc})") from None
-        q, relevant = (row.get("q"), row.get("relevant")) if isinstance(row, dict) else (0, 0)
+    for where, row in jsonl_objects(read_lines(path)):
+        q, relevant = row.get("q"), row.get("relevant")
         if not isinstance(q, str) or not q.strip():
             raise CorpusError(f"{where}: 'q' must be a non-empty string")
         if not isinstance(relevant, list) or not all(isinstance(r, str) for r in relevant):

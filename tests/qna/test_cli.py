@@ -153,3 +153,20 @@ def test_the_webhook_suggests_sections_when_the_handbook_has_no_answer(
     reply = reply_fields(post(app.test_client(), text_xml("图书馆借书要逾期吗")))
     assert reply["Content"].startswith("手册里没有找到确切的答案")
     assert "· 第三章 图书馆" in reply["Content"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "not JSON"),
+        ('"just a string"', "JSON object"),
+        ('{"q": "", "relevant": []}', "'q'"),
+        ('{"q": "图书馆", "relevant": "3.1.1"}', "'relevant'"),
+    ],
+)
+def test_eval_names_a_bad_question_line(make_app, tmp_path, line, message):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"q": "图书馆", "relevant": []}\n' + line + "\n", encoding="utf-8")
+    result = invoke(make_app(), "eval", "--corpus", str(HANDBOOK), "--questions", str(questions))
+    assert result.exit_code != 0
+    assert message in result.output and "q.jsonl:2" in result.output
