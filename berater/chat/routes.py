@@ -5,6 +5,11 @@ match wins, and anything unmatched gets the polite default. A handler returns th
 or None for no reply (`success`). A route marked `slow` is answered with `success` at once and
 its text is sent later through the customer-service API (berater/chat/services.py).
 
+A route marked `pure` has no side effects (it only reads), so a repeat delivery may run it
+again: services.respond then answers first and keeps the first reply in one store round trip.
+Every other route, and any route while it is slow (its reply is a message sent), is claimed
+before it runs, so that it runs once per message.
+
 To add a route: write a handler here and add one line to `table()`.
 """
 
@@ -34,6 +39,9 @@ class Route:
     # message, e.g. only when the configured Q&A backend is a slow one.
     slow: bool | Callable[[], bool] = False
     when: Callable[[Message], bool] | None = None  # the route applies only if this holds
+    # Only reads (no message sent, nothing written): safe to run again for a repeat delivery.
+    # Leave False for anything with a side effect; it is then claimed before it runs.
+    pure: bool = False
 
     def applies(self, message: Message) -> bool:
         return self.when is None or self.when(message)
@@ -106,17 +114,17 @@ def student_number(message: Message) -> str | None:
 def table() -> dict[RouteKey, Route]:
     """Every route; the menu key of the student-number item comes from settings."""
     return {
-        ("text", None): Route(question, slow=qna_is_slow),
-        ("voice", None): Route(question, slow=qna_is_slow, when=recognised),
-        ("event", "subscribe"): Route(welcome),
-        ("event", "unsubscribe"): Route(no_reply),
-        ("event", "VIEW"): Route(no_reply),
-        ("event", "LOCATION"): Route(no_reply),
-        ("event", "CLICK", _setting("WECHAT_STUID_KEY")): Route(student_number),
+        ("text", None): Route(question, slow=qna_is_slow, pure=True),
+        ("voice", None): Route(question, slow=qna_is_slow, when=recognised, pure=True),
+        ("event", "subscribe"): Route(welcome, pure=True),
+        ("event", "unsubscribe"): Route(no_reply, pure=True),
+        ("event", "VIEW"): Route(no_reply, pure=True),
+        ("event", "LOCATION"): Route(no_reply, pure=True),
+        ("event", "CLICK", _setting("WECHAT_STUID_KEY")): Route(student_number, pure=True),
     }
 
 
-DEFAULT = Route(default_reply)
+DEFAULT = Route(default_reply, pure=True)
 
 
 def route_for(message: Message) -> Route:

@@ -3,6 +3,15 @@
 Order matters: the query signature and timestamp are checked before the body is read or
 parsed; a message is handled once per dedupe key within DEDUPE_TTL (a repeat gets the stored
 reply); a slow route answers `success` at once and sends its text through the API later.
+
+Two ways to keep "once" (routes.py says which route takes which):
+* a route with side effects, or a slow one, is claimed before it runs: of parallel
+  deliveries only the first runs it, the others wait for its stored reply (two store round
+  trips: the claim, then the reply);
+* a pure route (it only reads) is answered first, and its reply is kept only if no delivery
+  kept one before: a repeat may run it again but gets the first reply, byte for byte (one
+  round trip; this is the common text question, answered inside the reply).
+A repeat costs one more round trip, to read the first reply.
 """
 
 from __future__ import annotations
@@ -101,43 +110,66 @@ def open_body(args: Mapping[str, str], body: bytes) -> tuple[Message, str | None
 
 
 def respond(message: Message) -> str:
-    """The plaintext reply (XML or `success`), running the route at most once per delivery."""
+    """The plaintext reply (XML or `success`); a repeat delivery gets the first one's reply."""
+    route = route_for(message)
+    slow = route.is_slow()
+    if route.pure and not slow:
+        return _answer_and_keep(route.handler, message)
+    return _claim_and_run(route.handler, slow, message)
+
+
+def _answer_and_keep(handler: Handler, message: Message) -> str:
+    """A pure route: answer, then keep the reply unless a delivery kept one first."""
+    key = message.dedupe_key
+    reply = _reply(handler, message)
+    if store.set_if_absent(AREA, key, DONE + reply, DEDUPE_TTL):
+        return reply
+    return _reply_of_first(key, store.get(AREA, key))
+
+
+def _claim_and_run(handler: Handler, slow: bool, message: Message) -> str:
+    """A route with side effects, or a slow one: claim the message, then run it once."""
     key = message.dedupe_key
     if not store.set_if_absent(AREA, key, PENDING, DEDUPE_TTL):
-        return _reply_of_first(key)
-    route = route_for(message)
+        return _reply_of_first(key, store.get(AREA, key))
     try:
-        if route.is_slow():
-            _run_later(route.handler, message)
+        if slow:
+            _run_later(handler, message)
             reply = SUCCESS
         else:
-            text = route.handler(message)
-            # Cut here with the answers page as the link; Q&A answers come already cut,
-            # with a link to their own question.
-            text = fit_text(text, current_app.config.get("WECHAT_ANSWER_URL") or "") if text else ""
-            reply = text_reply(message.sender, message.account, text) if text else SUCCESS
+            reply = _reply(handler, message)
     except BaseException:
         store.delete(AREA, key)  # let WeChat's retry run it again
         raise
     store.set(AREA, key, DONE + reply, DEDUPE_TTL)
-    log.info("chat %s/%s answered", message.msg_type, message.event or "-")
     return reply
 
 
-def _reply_of_first(key: str) -> str:
-    """A repeat: the first delivery's reply, waiting briefly if it is still being made."""
+def _reply(handler: Handler, message: Message) -> str:
+    """The handler's text as a reply to `message`, or `success` when it has nothing to say."""
+    text = handler(message)
+    # Cut here with the answers page as the link; Q&A answers come already cut, with a link
+    # to their own question.
+    text = fit_text(text, current_app.config.get("WECHAT_ANSWER_URL") or "") if text else ""
+    log.info("chat %s/%s answered", message.msg_type, message.event or "-")
+    return text_reply(message.sender, message.account, text) if text else SUCCESS
+
+
+def _reply_of_first(key: str, value: str | None) -> str:
+    """A repeat: the first delivery's reply from the `value` it stored, waiting briefly while
+    the first is still making it."""
     deadline = time.monotonic() + WAIT_FOR_FIRST
-    while True:
-        value = store.get(AREA, key)
-        if value is not None and value.startswith(DONE):
-            return value[len(DONE) :]
-        if value is None or time.monotonic() >= deadline:
-            return SUCCESS  # the first failed or is slow: never run the handler twice
+    while value == PENDING and time.monotonic() < deadline:
         time.sleep(0.05)
+        value = store.get(AREA, key)
+    if value is not None and value.startswith(DONE):
+        return value[len(DONE) :]
+    return SUCCESS  # the first failed or is slow: never run the handler twice
 
 
 def _run_later(handler: Handler, message: Message) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    log.info("chat %s/%s answered later", message.msg_type, message.event or "-")
     _slow_pool.submit(_send_later, app, handler, message)
 
 

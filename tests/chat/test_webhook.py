@@ -236,43 +236,99 @@ def test_safe_mode_without_a_configured_key_is_400(client):
 
 
 # --- each message once ------------------------------------------------------------------------
+#
+# A route with side effects runs once per message; a pure route (it only reads) may run again
+# for a repeat, but every delivery of one message gets the first delivery's reply, byte for byte.
 
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Count runs of the welcome handler (our own code, not a client library)."""
+    """Count runs of the welcome handler (our own code, not a client library) and answer
+    differently each run, so that an identical reply proves it is the first one kept."""
     runs: list[str] = []
     original = routes.welcome
 
     def welcome(message):
         runs.append(message.sender)
+        number = len(runs)
         time.sleep(0.2)  # long enough for parallel deliveries to overlap
-        return original(message)
+        return f"{original(message)} #{number}"
 
     monkeypatch.setattr(routes, "welcome", welcome)
     return runs
 
 
-def test_a_repeated_delivery_gets_the_same_reply_and_runs_once(client, counted):
-    xml = event_xml("subscribe", created=1700000000)
-    first, second = post(client, xml), post(client, xml)
-    assert first.data == second.data
-    assert counted == ["o_user"]
+@pytest.fixture
+def side_effect(monkeypatch):
+    """A route with a side effect (not pure) on the menu key COUNTED; returns its runs."""
+    runs: list[str] = []
+    original = routes.table
+
+    def record(message):
+        runs.append(message.sender)
+        number = len(runs)
+        time.sleep(0.2)
+        return f"recorded #{number}"
+
+    def table():
+        return {**original(), ("event", "CLICK", "COUNTED"): routes.Route(record)}
+
+    monkeypatch.setattr(routes, "table", table)
+    return runs
 
 
-def test_ten_parallel_identical_deliveries_run_the_handler_once(live_server, counted):
+def _deliver_in_parallel(live_server, xml: str, times: int = 10) -> list:
     import requests
 
-    xml = event_xml("subscribe", created=1700000001).encode()
+    def deliver(_):
+        return requests.post(live_server + url(signed_query()), data=xml.encode(), timeout=10)
+
+    with ThreadPoolExecutor(times) as pool:
+        return list(pool.map(deliver, range(times)))
+
+
+def test_a_repeated_delivery_of_a_pure_route_gets_the_first_reply(client, counted):
+    xml = event_xml("subscribe", created=1700000000)
+    first, second = post(client, xml), post(client, xml)
+    assert reply_fields(first)["Content"].endswith(" #1")
+    assert second.data == first.data
+
+
+def test_parallel_deliveries_of_a_pure_route_all_get_the_first_reply(live_server, counted):
+    answers = _deliver_in_parallel(live_server, event_xml("subscribe", created=1700000001))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert b"#" in answers[0].content
+
+
+def test_a_repeated_delivery_of_a_route_with_side_effects_runs_once(client, side_effect):
+    xml = event_xml("CLICK", EventKey="COUNTED", created=1700000003)
+    first, second = post(client, xml), post(client, xml)
+    assert reply_fields(first)["Content"] == "recorded #1"
+    assert second.data == first.data
+    assert side_effect == ["o_user"]
+
+
+def test_parallel_deliveries_of_a_route_with_side_effects_run_it_once(live_server, side_effect):
+    xml = event_xml("CLICK", EventKey="COUNTED", created=1700000004)
+    answers = _deliver_in_parallel(live_server, xml)
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert "recorded #1" in answers[0].content.decode()
+    assert side_effect == ["o_user"]
+
+
+def test_parallel_deliveries_of_a_slow_question_send_one_answer(make_app, slow_qna, wechat):
+    app = make_app(QNA_BACKEND=slow_qna, TEST_QNA_ANSWER="九月一日报到")
+    xml = text_xml("新生报到时间？", sender="o_asker", msg_id="6000000000000000042")
 
     def deliver(_):
-        return requests.post(live_server + url(signed_query()), data=xml, timeout=10)
+        return post(app.test_client(), xml)
 
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(deliver, range(10)))
-    assert {a.status_code for a in answers} == {200}
-    assert len({a.content for a in answers}) == 1
-    assert counted == ["o_user"]
+    assert {a.data for a in answers} == {b"success"}
+    assert len(_wait_for_sent(wechat, count=2, timeout=1.0)) == 1
 
 
 def test_two_events_from_different_users_at_the_same_second_both_run(client, counted):
