@@ -21,11 +21,13 @@ and stores its reply (one store round trip for these pure, fast routes):
   Lua is not possible (wrk's Lua has no AES), and shortening the dedupe window for the bench
   would measure a setting production does not use.
 
-A text message is a question for the Q&A bot. A fast backend (the default) is answered inside
-the reply; a slow one (BERT) answers `success` at once and sends the answer later through
-the customer-service API. That API is a stand-in WeChat started here (it also serves the
-access token); the benchmark waits until any such sends stop before the next run, so one
-run's background work does not slow the next, and prints how long that took.
+A text message is a question for the Q&A bot, answered from the demo handbook's index (built
+here; `--qna placeholder` measures the webhook alone, with the bot's fixed not-ready text).
+A fast backend (the default, lexical) is answered inside the reply; a slow one (BERT)
+answers `success` at once and sends the answer later through the customer-service API.
+That API is a stand-in WeChat started here (it also serves the access token); the benchmark
+waits until any such sends stop before the next run, so one run's background work does not
+slow the next, and prints how long that took.
 
     .venv/bin/python bench/webhook.py                      # sqlite + embedded store
     .venv/bin/python bench/webhook.py --db mariadb --store redis
@@ -233,6 +235,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="text: a question for the Q&A bot (answered in the reply by a fast backend); "
         "click: a menu click answered in the reply (encrypted in safe mode)",
     )
+    parser.add_argument(
+        "--qna",
+        choices=["handbook", "placeholder"],
+        default="handbook",
+        help="handbook: text questions are answered from the demo handbook's index (the "
+        "search included); placeholder: the bot's not-ready text (the webhook alone)",
+    )
     args = parser.parse_args(argv)
     for name in ("duration", "connections", "workers", "rounds"):
         if getattr(args, name) < 1:
@@ -246,7 +255,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) 
     safe_ratio = safe.requests_per_s / plain.requests_per_s
     print()
     print(
-        f"config: db={args.db} store={args.store} env={args.env} workers={args.workers} "
+        f"config: db={args.db} store={args.store} env={args.env} qna={args.qna} "
+        f"workers={args.workers} "
         f"worker_class=sync connections={args.connections} duration={args.duration}s "
         f"wrk_threads={tc.WRK_THREADS} cpus={os.cpu_count()} LOG_LEVEL=WARNING "
         f"message={args.message}"
@@ -275,6 +285,18 @@ def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) 
         print(note)
 
 
+def demo_index(tmp: Path) -> Path:
+    """The demo handbook's Q&A index, so each text question is really answered from it."""
+    from berater.qna import segment
+    from berater.qna.corpus import load
+    from berater.qna.index import Index
+
+    path = tmp / "qna-index.npz"
+    words = segment.read_userdict(tc.PROJECT_ROOT / "data/jieba-userdict.txt")
+    Index.build(load(tc.PROJECT_ROOT / "data/qna/handbook"), words).save(path)
+    return path
+
+
 def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     from berater.standins import wechat as wechat_standin
 
@@ -290,6 +312,11 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     while not aes_key.isalnum():  # an EncodingAESKey is letters and digits
         aes_key = secrets.token_urlsafe(32)[:43]
     environment.settings |= {
+        **(
+            {"QNA_INDEX": str(demo_index(tmp))}
+            if args.qna == "handbook"
+            else {"QNA_BACKEND": "placeholder"}
+        ),
         "WECHAT_API_BASE": standin.url,
         "WECHAT_OAUTH_BASE": standin.url,
         "WECHAT_AES_KEY": aes_key,
