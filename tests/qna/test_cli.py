@@ -170,3 +170,36 @@ def test_eval_names_a_bad_question_line(make_app, tmp_path, line, message):
     result = invoke(make_app(), "eval", "--corpus", str(HANDBOOK), "--questions", str(questions))
     assert result.exit_code != 0
     assert message in result.output and "q.jsonl:2" in result.output
+
+
+def test_importing_the_app_does_not_load_jieba():
+    """jieba's dictionary costs ~0.6 s: it loads at start-up or first use, never on import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, berater, berater.ext.qna, berater.qna.cli, berater.api.qna;"
+        "print('jieba' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_eval_in_bert_mode_uses_the_bert_server(make_app, bert_settings, bert, tmp_path):
+    questions = write_questions(
+        tmp_path / "q.jsonl", [{"q": "图书馆自习区晚上几点关闭", "relevant": ["3.2.1"]}]
+    )
+    app = make_app(**bert_settings)
+    args = ["--corpus", str(HANDBOOK), "--questions", str(questions)]
+    result = invoke(app, "eval", *args, "--mode", "hybrid")
+    assert result.exit_code == 0, result.output
+    assert "mode: hybrid" in result.output and "top-1: 1.000" in result.output
+    assert bert.texts_seen >= 10  # nine paragraphs and the question
+
+
+def test_eval_in_bert_mode_without_a_server_says_so(make_app, tmp_path):
+    questions = write_questions(tmp_path / "q.jsonl", [{"q": "图书馆", "relevant": ["3.2.1"]}])
+    args = ["--corpus", str(HANDBOOK), "--questions", str(questions), "--mode", "bert"]
+    result = invoke(make_app(BERT_HOST=""), "eval", *args)
+    assert result.exit_code != 0 and "needs a BERT server" in result.output
