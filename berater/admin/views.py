@@ -31,8 +31,8 @@ ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 415
 
 
 @bp.get("/link/<role>")
-@spec.validate(resp=Resp(HTTP_200=Envelope[LinkOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[LinkOut], **ERRORS), tags=TAGS, security=BEARER)
 def create_link(role: str) -> Response:
     """A one-time link (30 min) that grants `role` to whoever opens it and confirms."""
     seq, ttl = invites.create(current_identity.subject, role)
@@ -41,21 +41,21 @@ def create_link(role: str) -> Response:
 
 
 @bp.get("/roles/<role>")
-@spec.validate(resp=Resp(HTTP_200=Envelope[HoldersOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[HoldersOut], **ERRORS), tags=TAGS, security=BEARER)
 def list_holders(role: str) -> Response:
     """Who holds `role`."""
     return ok(services.holders(role))
 
 
 @bp.post("/roles/<role>/revoke")
+@token_required(ADMIN)
 @spec.validate(
     json=RevokeRequest,
     resp=Resp(HTTP_200=Envelope[RevokeOut], **ERRORS),
     tags=TAGS,
     security=BEARER,
 )
-@token_required(ADMIN)
 def revoke_role(role: str) -> Response:
     """Take `role` from a holder; the holder's tokens lose it at their next check."""
     body = json_body(RevokeRequest)
@@ -65,10 +65,10 @@ def revoke_role(role: str) -> Response:
 
 
 @bp.get("/audit")
+@token_required(ADMIN)
 @spec.validate(
     query=AuditQuery, resp=Resp(HTTP_200=Envelope[AuditOut], **ERRORS), tags=TAGS, security=BEARER
 )
-@token_required(ADMIN)
 def list_audit() -> Response:
     """Grants, revocations and account changes, newest first (at most 100 a page)."""
     query = query_args(AuditQuery)
@@ -76,18 +76,18 @@ def list_audit() -> Response:
 
 
 @bp.get("/users")
-@spec.validate(resp=Resp(HTTP_200=Envelope[UsersOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[UsersOut], **ERRORS), tags=TAGS, security=BEARER)
 def list_users() -> Response:
     """Every password account."""
     return ok(services.users())
 
 
 @bp.post("/users")
+@token_required(ADMIN)
 @spec.validate(
     json=UserCreate, resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER
 )
-@token_required(ADMIN)
 def create_user() -> Response:
     """A new password account (8-128 characters, not a common password); a taken name: 409."""
     body = json_body(UserCreate)
@@ -99,10 +99,10 @@ def create_user() -> Response:
 
 
 @bp.put("/users/<username>/password")
+@token_required(ADMIN)
 @spec.validate(
     json=PasswordReset, resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER
 )
-@token_required(ADMIN)
 def reset_password(username: str) -> Response:
     """A new password; the account's tokens stop working."""
     body = json_body(PasswordReset)
@@ -114,8 +114,8 @@ def reset_password(username: str) -> Response:
 
 
 @bp.post("/users/<username>/disable")
-@spec.validate(resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER)
 def disable_user(username: str) -> Response:
     """Disable an account; its tokens stop working."""
     with transaction():
@@ -124,8 +124,8 @@ def disable_user(username: str) -> Response:
 
 
 @bp.post("/users/<username>/enable")
-@spec.validate(resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[UserOut], **ERRORS), tags=TAGS, security=BEARER)
 def enable_user(username: str) -> Response:
     """Enable a disabled account again."""
     with transaction():

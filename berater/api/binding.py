@@ -51,8 +51,8 @@ def _wechat_only() -> str:
 
 
 @bp.post("/candidate")
-@spec.validate(json=CandidateIn, resp=BOUND, tags=["binding"], security=BEARER)
 @token_required()
+@spec.validate(json=CandidateIn, resp=BOUND, tags=["binding"], security=BEARER)
 def create_candidate() -> Response:
     """Register as a candidate (考生) with the phone just verified by SMS."""
     fields = json_body(CandidateIn).model_dump()
@@ -62,8 +62,8 @@ def create_candidate() -> Response:
 
 
 @bp.patch("/candidate")
-@spec.validate(json=CandidatePatch, resp=BOUND, tags=["binding"], security=BEARER)
 @token_required("candidate")
+@spec.validate(json=CandidatePatch, resp=BOUND, tags=["binding"], security=BEARER)
 def patch_candidate() -> Response:
     """Change some of the candidate's details."""
     fields = json_body(CandidatePatch).model_dump(exclude_unset=True, exclude_none=True)
@@ -73,8 +73,8 @@ def patch_candidate() -> Response:
 
 
 @bp.post("/student")
-@spec.validate(json=StudentIn, resp=BOUND, tags=["binding"], security=BEARER)
 @token_required()
+@spec.validate(json=StudentIn, resp=BOUND, tags=["binding"], security=BEARER)
 def create_student() -> Response:
     """Bind to the admission list: ID card plus student number or admission number."""
     body = json_body(StudentIn)
@@ -85,8 +85,8 @@ def create_student() -> Response:
 
 
 @bp.patch("/student")
-@spec.validate(json=StudentPatch, resp=BOUND, tags=["binding"], security=BEARER)
 @token_required("student")
+@spec.validate(json=StudentPatch, resp=BOUND, tags=["binding"], security=BEARER)
 def patch_student() -> Response:
     """Change the bound student's phone (verified by SMS)."""
     fields = json_body(StudentPatch).model_dump(exclude_unset=True, exclude_none=True)
@@ -97,8 +97,8 @@ def patch_student() -> Response:
 
 
 @bp.get("/source")
-@spec.validate(resp=Resp(HTTP_200=Envelope[SourceOut], **ERRORS), tags=["binding"], security=BEARER)
 @token_required("student")
+@spec.validate(resp=Resp(HTTP_200=Envelope[SourceOut], **ERRORS), tags=["binding"], security=BEARER)
 def get_source() -> Response:
     """The bearer's own admission-list record, ID card and phone masked."""
     return ok(binding.own_source(_wechat_only()))

@@ -48,13 +48,13 @@ def _verified(phone: str) -> dict[str, object]:
 
 
 @bp.post("/code")
+@token_required()
 @spec.validate(
     json=CodeRequest,
     resp=Resp(HTTP_200=Envelope[CodeSentOut], **ERRORS),
     tags=["code"],
     security=BEARER,
 )
-@token_required()
 def send_code() -> Response:
     """Text a 6-digit code to one mainland mobile number."""
     body = json_body(CodeRequest)
@@ -63,13 +63,13 @@ def send_code() -> Response:
 
 
 @bp.post("/code/verify")
+@token_required()
 @spec.validate(
     json=VerifyRequest,
     resp=Resp(HTTP_200=Envelope[PhoneVerifiedOut], **ERRORS),
     tags=["code"],
     security=BEARER,
 )
-@token_required()
 def verify_code() -> Response:
     """Check the code; the phone stays verified for binding for 30 minutes."""
     body = json_body(VerifyRequest)
@@ -77,10 +77,10 @@ def verify_code() -> Response:
 
 
 @bp.get("/code/<code>")
+@token_required()
 @spec.validate(
     resp=Resp(HTTP_200=Envelope[PhoneVerifiedOut], **ERRORS), tags=["code"], security=BEARER
 )
-@token_required()
 def verify_code_legacy(code: str) -> Response:
     """The original client's check (code in the path); prefer POST /api/code/verify."""
     return ok(_verified(codes.verify_code(_openid(), code)))

@@ -37,10 +37,10 @@ def _answer(result: Result) -> dict:
 
 
 @bp.get("/qna")
+@token_required("student")
 @spec.validate(
     query=QnaQuery, resp=Resp(HTTP_200=Envelope[QnaOut], **ERRORS), tags=["qna"], security=BEARER
 )
-@token_required("student")
 def ask_handbook() -> Response:
     """Answers from the student handbook, with chapter, section and page."""
     query = query_args(QnaQuery)
@@ -48,10 +48,10 @@ def ask_handbook() -> Response:
 
 
 @bp.get("/bert")
+@token_required("student")
 @spec.validate(
     query=BertQuery, resp=Resp(HTTP_200=Envelope[QnaOut], **ERRORS), tags=["qna"], security=BEARER
 )
-@token_required("student")
 def ask_bert() -> Response:
     """The same through the BERT backend (503 when the BERT server does not answer in time)."""
     query = query_args(BertQuery)

@@ -27,28 +27,28 @@ def create_token() -> Response:
 
 
 @bp.put("/token")
-@spec.validate(resp=Resp(HTTP_200=Envelope[TokenOut], **ERRORS), tags=["token"], security=BEARER)
 @token_required()
+@spec.validate(resp=Resp(HTTP_200=Envelope[TokenOut], **ERRORS), tags=["token"], security=BEARER)
 def refresh_token() -> Response:
     """A new token with the roles the bearer holds now."""
     return ok(services.refresh(current_identity))
 
 
 @bp.get("/token")
+@token_required()
 @spec.validate(
     resp=Resp(HTTP_200=Envelope[IdentityOut], **ERRORS),
     tags=["token"],
     security=[{"bearer": []}, {"app": []}],
 )
-@token_required()
 def check_token() -> Response:
     """Who the bearer is."""
     return ok(services.describe(current_identity))
 
 
 @bp.delete("/token")
-@spec.validate(resp=Resp(HTTP_200=Envelope[None], **ERRORS), tags=["token"], security=BEARER)
 @token_required()
+@spec.validate(resp=Resp(HTTP_200=Envelope[None], **ERRORS), tags=["token"], security=BEARER)
 def delete_token() -> Response:
     """Sign out: every token of the bearer issued until now stops working."""
     services.sign_out(current_identity)

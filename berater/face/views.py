@@ -17,13 +17,13 @@ ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
 
 
 @bp.get("/students")
+@token_required(FACE)
 @spec.validate(
     query=StudentsQuery,
     resp=Resp(HTTP_200=Envelope[StudentsOut], **ERRORS),
     tags=["face"],
     security=[{"app": []}, {"bearer": []}],
 )
-@token_required(FACE)
 def list_students() -> Response:
     """A page of the admission list (at most 500 rows), by department, origin, name or number."""
     query = query_args(StudentsQuery)

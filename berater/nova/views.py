@@ -36,29 +36,29 @@ def _openid() -> str:
 
 
 @bp.get("/source")
-@spec.validate(resp=Resp(HTTP_200=Envelope[SourceOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(STUDENT)
+@spec.validate(resp=Resp(HTTP_200=Envelope[SourceOut], **ERRORS), tags=TAGS, security=BEARER)
 def get_source() -> Response:
     """The bearer's stuid, name and department, and the phone and QQ of an earlier registration."""
     return ok(services.source(_openid()))
 
 
 @bp.get("/info")
-@spec.validate(resp=Resp(HTTP_200=Envelope[RegistrationOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(STUDENT)
+@spec.validate(resp=Resp(HTTP_200=Envelope[RegistrationOut], **ERRORS), tags=TAGS, security=BEARER)
 def get_info() -> Response:
     """The bearer's own registration; 404 when there is none or it was cancelled."""
     return ok(services.own(_openid()))
 
 
 @bp.post("/info")
+@token_required(STUDENT)
 @spec.validate(
     json=RegistrationIn,
     resp=Resp(HTTP_200=Envelope[RegistrationOut], **ERRORS),
     tags=TAGS,
     security=BEARER,
 )
-@token_required(STUDENT)
 def register() -> Response:
     """Register (or renew a cancelled registration) with phone, QQ and an optional intro."""
     body = json_body(RegistrationIn)
@@ -70,8 +70,8 @@ def register() -> Response:
 
 
 @bp.delete("/info")
-@spec.validate(resp=Resp(HTTP_200=Envelope[None], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(STUDENT)
+@spec.validate(resp=Resp(HTTP_200=Envelope[None], **ERRORS), tags=TAGS, security=BEARER)
 def cancel() -> Response:
     """Cancel the bearer's registration (the row is kept; registering again renews it)."""
     openid = _openid()
@@ -82,13 +82,13 @@ def cancel() -> Response:
 
 
 @bp.get("/admin/registrations")
+@token_required(ADMIN)
 @spec.validate(
     query=RegistrationsQuery,
     resp=Resp(HTTP_200=Envelope[RegistrationsOut], **ERRORS),
     tags=TAGS,
     security=BEARER,
 )
-@token_required(ADMIN)
 def list_registrations() -> Response:
     """Registrations, newest first, searched by name, stuid or department (100 a page at most)."""
     query = query_args(RegistrationsQuery)
@@ -96,8 +96,8 @@ def list_registrations() -> Response:
 
 
 @bp.post("/admin/registrations/<stuid>/cancel")
-@spec.validate(resp=Resp(HTTP_200=Envelope[CancelOut], **ERRORS), tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[CancelOut], **ERRORS), tags=TAGS, security=BEARER)
 def cancel_registration(stuid: str) -> Response:
     """Cancel the active registration of a student number."""
     with transaction():
@@ -117,16 +117,16 @@ def _download(body: bytes, mimetype: str, suffix: str) -> Response:
 
 
 @bp.get("/admin/export.csv")
-@spec.validate(tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(tags=TAGS, security=BEARER)
 def export_csv() -> Response:
     """Every active registration as CSV (UTF-8 with BOM), with the club's Chinese headings."""
     return _download(export.to_csv(services.active_registrations()), "text/csv", "csv")
 
 
 @bp.get("/admin/export.xlsx")
-@spec.validate(tags=TAGS, security=BEARER)
 @token_required(ADMIN)
+@spec.validate(tags=TAGS, security=BEARER)
 def export_xlsx() -> Response:
     """Every active registration as an Excel workbook, with the club's Chinese headings."""
     return _download(export.to_xlsx(services.active_registrations()), XLSX, "xlsx")
