@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import date, timedelta
 
 from berater.db import db
 from berater.models import AuthUser, Candidate, Privilege, SourceStudent, Student
@@ -12,10 +13,12 @@ WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK = "10X98765432"
 
 
-def id_card(serial: int | None = None, birth: str = "20070315") -> str:
-    """A GB 11643 ID card number with a correct check character."""
+def id_card(serial: int | None = None, birth: str | None = None) -> str:
+    """A GB 11643 ID card number with a correct check character, unique per serial: the
+    sequence digits hold serial % 1000 and the birth date moves on a day per thousand."""
     n = next(_seq) if serial is None else serial
-    body = f"320102{birth}{n % 1000:03d}"
+    born = birth or (date(2007, 3, 15) + timedelta(days=n // 1000)).strftime("%Y%m%d")
+    body = f"320102{born}{n % 1000:03d}"
     return body + CHECK[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
 
 
