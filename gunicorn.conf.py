@@ -30,7 +30,10 @@ def on_starting(server):
     settings = load_config()
     if not settings["REDIS_URL"]:
         embedded_redis.ensure_running(instance_path(settings))
-    # jieba's dictionary (~0.6 s, ~80 MB) loads once here; the forked workers share it.
+    # jieba's dictionary (~0.6 s, ~80 MB) loads once here, when there is an index to serve;
+    # the forked workers share it.
+    from berater.ext.qna import index_file
     from berater.qna import segment
 
-    segment.warm()
+    if index_file(settings).exists():
+        segment.warm()

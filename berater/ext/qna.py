@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Flask, current_app
 
@@ -26,7 +26,7 @@ from berater.errors import ServiceUnavailable
 from berater.qna import segment
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.engine import MAX_QUESTION, Engine, Mode, Thresholds, reply_text
-from berater.qna.index import Index, IndexUnavailable
+from berater.qna.index import Index, IndexUnavailable, missing_index
 
 log = logging.getLogger("berater.qna")
 INDEX_FILE = "qna-index.npz"
@@ -84,14 +84,24 @@ _cache_lock = threading.Lock()
 _cache: dict[tuple[str, int, int], Index] = {}
 
 
+def index_file(settings: Mapping[str, Any]) -> Path:
+    """QNA_INDEX, or the index file in the instance folder, from settings (before an app)."""
+    from berater import instance_path
+
+    return Path(settings.get("QNA_INDEX") or Path(instance_path(settings)) / INDEX_FILE)
+
+
 def index_path(app: Flask) -> Path:
-    """QNA_INDEX, or the index file in the instance folder."""
-    return Path(app.config.get("QNA_INDEX") or Path(app.instance_path) / INDEX_FILE)
+    """The app's index file (see index_file)."""
+    return index_file(app.config)
 
 
 def load_index(path: Path) -> Index:
     """The index at `path`, read once per process while the file is unchanged."""
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise IndexUnavailable(missing_index(path)) from None
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     with _cache_lock:
         if key not in _cache:
@@ -131,13 +141,8 @@ class Qna:
         path = index_path(app)
         try:
             index = load_index(path)
-        except (FileNotFoundError, IndexUnavailable) as exc:
-            state.engine = None
-            state.problem = (
-                str(exc)
-                if isinstance(exc, IndexUnavailable)
-                else f"no index at {path}: run `flask --app run qna build`"
-            )
+        except IndexUnavailable as exc:
+            state.engine, state.problem = None, str(exc)
             log.warning("Q&A is off: %s", state.problem)
             return
         segment.warm()

@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from tqdm import tqdm
 
+from berater import PROJECT_ROOT
 from berater.ext.qna import index_path
 from berater.qna import segment
 from berater.qna.bert import BertUnavailable, encoder_from_config
@@ -19,15 +20,13 @@ from berater.qna.engine import MODES, Engine, Thresholds
 from berater.qna.evaluate import evaluate, load_questions
 from berater.qna.index import NGRAM_WEIGHT, Index
 
-PROJECT = Path(__file__).resolve().parents[2]
-
 qna_cli = AppGroup("qna", help="The handbook Q&A: build its index, evaluate it, ask it.")
 
 
 def project_path(value: str | Path) -> Path:
     """A setting's path: absolute, or relative to the project folder."""
     path = Path(value)
-    return path if path.is_absolute() else PROJECT / path
+    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def _userdict(path: str | None) -> list[str]:

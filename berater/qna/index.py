@@ -36,6 +36,10 @@ class IndexUnavailable(RuntimeError):
     """The index file is missing, unreadable or of another format version."""
 
 
+def missing_index(path: str | Path) -> str:
+    return f"no index at {path}: run `flask --app run qna build`"
+
+
 def _identity(tokens: list[str]) -> list[str]:
     return tokens
 
@@ -220,7 +224,7 @@ class Index:
                 arrays = {name: npz[name] for name in npz.files}
             meta = orjson.loads(arrays["meta"].tobytes())
         except FileNotFoundError:
-            raise IndexUnavailable(f"no index at {path}: run `flask --app run qna build`") from None
+            raise IndexUnavailable(missing_index(path)) from None
         except (OSError, ValueError, KeyError) as exc:
             raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
         if meta.get("format") != FORMAT:
