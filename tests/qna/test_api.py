@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from berater.db import db
-from berater.qna.corpus import load
-from berater.qna.index import Index
 from tests import factories
 from tests.helpers import bearer, token_for
 
 pytestmark = pytest.mark.backends
-
-HANDBOOK = Path(__file__).with_name("handbook.txt")
-
-
-@pytest.fixture(scope="session")
-def qna_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test handbook's index file, built once."""
-    path = tmp_path_factory.mktemp("qna") / "qna-index.npz"
-    Index.build(load(HANDBOOK), ["缓考", "绩点", "校园卡"]).save(path)
-    return path
 
 
 @pytest.fixture

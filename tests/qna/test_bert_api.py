@@ -16,10 +16,9 @@ from berater.qna.engine import Engine
 from berater.qna.index import Index
 from tests import factories
 from tests.helpers import bearer, token_for
+from tests.qna.conftest import HANDBOOK
 
 pytestmark = pytest.mark.backends
-
-HANDBOOK = Path(__file__).with_name("handbook.txt")
 
 
 @pytest.fixture(scope="session")

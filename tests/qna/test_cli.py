@@ -11,8 +11,8 @@ import pytest
 from berater.qna.corpus import load
 from berater.qna.index import Index
 from tests.chat.helpers import post, reply_fields, text_xml
+from tests.qna.conftest import HANDBOOK
 
-HANDBOOK = Path(__file__).with_name("handbook.txt")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -124,32 +124,21 @@ def test_the_demo_handbook_answers_its_development_questions(make_app):
     assert len(load(ROOT / "data/qna/handbook")) >= 300
 
 
-def test_ask_answers_from_the_served_index(make_app, tmp_path):
-    out = tmp_path / "idx.npz"
-    Index.build(load(HANDBOOK)).save(out)
-    result = invoke(make_app(QNA_INDEX=str(out)), "ask", "图书逾期了要交滞纳金吗")
+def test_ask_answers_from_the_served_index(make_app, qna_index):
+    result = invoke(make_app(QNA_INDEX=str(qna_index)), "ask", "图书逾期了要交滞纳金吗")
     assert result.exit_code == 0
     assert "3.1.2 第三章 图书馆 第一节 借阅 40页" in result.output
 
 
-@pytest.fixture
-def handbook_index(tmp_path) -> Path:
-    out = tmp_path / "idx.npz"
-    Index.build(load(HANDBOOK)).save(out)
-    return out
-
-
-def test_the_webhook_answers_a_text_from_the_handbook(make_app, handbook_index, wechat):
-    app = make_app(QNA_INDEX=str(handbook_index), QNA_BACKEND="lexical")
+def test_the_webhook_answers_a_text_from_the_handbook(make_app, qna_index, wechat):
+    app = make_app(QNA_INDEX=str(qna_index), QNA_BACKEND="lexical")
     reply = reply_fields(post(app.test_client(), text_xml("图书逾期了要交滞纳金吗")))
     assert reply["Content"].startswith("逾期未还的图书，每册每天收取滞纳金零点一元。")
     assert reply["Content"].endswith("——第三章 图书馆 第一节 借阅 40页")
 
 
-def test_the_webhook_suggests_sections_when_the_handbook_has_no_answer(
-    make_app, handbook_index, wechat
-):
-    app = make_app(QNA_INDEX=str(handbook_index), QNA_MIN_SCORE=0.95)
+def test_the_webhook_suggests_sections_when_the_handbook_has_no_answer(make_app, qna_index, wechat):
+    app = make_app(QNA_INDEX=str(qna_index), QNA_MIN_SCORE=0.95)
     reply = reply_fields(post(app.test_client(), text_xml("图书馆借书要逾期吗")))
     assert reply["Content"].startswith("手册里没有找到确切的答案")
     assert "· 第三章 图书馆" in reply["Content"]

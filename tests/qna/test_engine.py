@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,8 +9,7 @@ from berater.qna import segment
 from berater.qna.corpus import load
 from berater.qna.engine import Engine, Result, Thresholds, reply_text
 from berater.qna.index import Index, IndexUnavailable
-
-HANDBOOK = Path(__file__).with_name("handbook.txt")
+from tests.qna.conftest import HANDBOOK
 
 
 @pytest.fixture(scope="module")
