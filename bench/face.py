@@ -145,14 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = load_import_bench()
     tmp = Path(tempfile.mkdtemp(prefix="berater-face-bench-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # first: runs last (LIFO)
-    server = None
-    try:
-        if args.db == "mariadb":
-            server = generator.load_servers().start_mariadb(tmp / "mariadb")
-            database_url = server.url
-        else:
-            database_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-        app = generator.make_app(database_url, tmp / "instance")
+    with generator.throwaway_app(args.db, tmp) as app:
         seconds = fill(app, generator, args.rows)
         print(f"database: {args.db}; {args.rows:,} rows inserted in {seconds:.1f} s")
         print(f"timed through berater.face.services.find_students, {args.runs} runs each, "
@@ -165,15 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for step in plan(app, filters, args.db):
                 print(f"    plan: {step}")
-        with app.app_context():
-            from berater.db import db
-
-            db.engine.dispose()
-        app.extensions["berater.store"].close()
-        return 0
-    finally:
-        if server is not None:
-            server.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -154,6 +155,28 @@ def make_app(database_url: str, instance: Path) -> Flask:
     return app
 
 
+@contextmanager
+def throwaway_app(db_kind: str, tmp: Path) -> Iterator[Flask]:
+    """The app on a new SQLite file or throwaway MariaDB in `tmp`, closed and stopped after."""
+    server = None
+    try:
+        if db_kind == "mariadb":
+            server = load_servers().start_mariadb(tmp / "mariadb")
+            database_url = server.url
+        else:
+            database_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
+        app = make_app(database_url, tmp / "instance")
+        yield app
+        with app.app_context():
+            from berater.db import db
+
+            db.engine.dispose()
+        app.extensions["berater.store"].close()
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def timed_import(app: Flask, path: Path, batch_size: int) -> tuple[float, ImportReport]:
     """(seconds, report) of one import of `path` through the CLI's function."""
     from berater.cli_admission import run_import
@@ -194,21 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="berater-import-bench-"))
     # Registered first, so it runs last: after the embedded store has stopped (atexit, LIFO).
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    server = None
-    try:
-        path = tmp / ("admission.xlsx" if args.xlsx else "admission.csv")
-        started = time.perf_counter()
-        (write_xlsx if args.xlsx else write_csv)(path, args.rows)
-        print(
-            f"generated {args.rows:,} rows into {path.name} "
-            f"({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
-        )
-        if args.db == "mariadb":
-            server = load_servers().start_mariadb(tmp / "mariadb")
-            database_url = server.url
-        else:
-            database_url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-        app = make_app(database_url, tmp / "instance")
+    path = tmp / ("admission.xlsx" if args.xlsx else "admission.csv")
+    started = time.perf_counter()
+    (write_xlsx if args.xlsx else write_csv)(path, args.rows)
+    print(
+        f"generated {args.rows:,} rows into {path.name} "
+        f"({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s"
+    )
+    with throwaway_app(args.db, tmp) as app:
         print(f"database: {args.db}, batch size {args.batch_size}")
 
         first_s, first = timed_import(app, path, args.batch_size)
@@ -233,15 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         scale = GOAL_ROWS / args.rows
         met = max(first_s, again_s) * scale <= GOAL_SECONDS
         print(f"goal (<= 60 s for 100,000 rows): {'met' if met else 'NOT met'}")
-        with app.app_context():
-            from berater.db import db
-
-            db.engine.dispose()
-        app.extensions["berater.store"].close()
-        return 0
-    finally:
-        if server is not None:
-            server.stop()
+    return 0
 
 
 if __name__ == "__main__":

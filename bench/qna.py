@@ -78,11 +78,6 @@ def replicate(paragraphs: list[Paragraph], total: int, seed: int = 7) -> list[Pa
     return out
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def time_queries(engine: Engine, questions: list[str], rounds: int) -> list[float]:
     for q in questions[:20]:
         engine.search(q)  # warm caches
@@ -184,7 +179,7 @@ def main() -> None:
         engine = Engine(Index.load(index_file))
 
         times = time_queries(engine, questions, args.rounds)
-        p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+        p50, p99 = statistics.median(times), statistics.quantiles(times, n=100)[98]
 
         cold, rss = min(cold_startup(index_file, work) for _ in range(args.startups))
         forked = min(forked_startup(index_file, work) for _ in range(args.startups))

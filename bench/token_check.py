@@ -405,8 +405,9 @@ def measure_revocation(port: int, token: str, workers: int) -> Revocation:
 # --------------------------------------------------------------------------- main
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def server_parser(description: str) -> argparse.ArgumentParser:
+    """The options every gunicorn + wrk benchmark takes: backends, load and rounds."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--db", choices=["sqlite", "mariadb"], default="sqlite")
     parser.add_argument("--store", choices=["embedded", "redis"], default="embedded")
     parser.add_argument("--env", choices=["testing", "development"], default="testing")
@@ -416,11 +417,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=2, help="alternating runs per endpoint; the best counts"
     )
+    return parser
+
+
+def parse_server_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> argparse.Namespace:
+    """Parse, refusing a duration, connection, worker or round count below 1."""
     args = parser.parse_args(argv)
     for name in ("duration", "connections", "workers", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     return args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return parse_server_args(server_parser(__doc__.splitlines()[0]), argv)
 
 
 def report(

@@ -220,14 +220,7 @@ def drain(fake: Any) -> tuple[int, float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", choices=["sqlite", "mariadb"], default="sqlite")
-    parser.add_argument("--store", choices=["embedded", "redis"], default="embedded")
-    parser.add_argument("--env", choices=["testing", "development"], default="testing")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating runs; the best counts")
+    parser = tc.server_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--message",
         choices=["text", "click"],
@@ -242,11 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="handbook: text questions are answered from the demo handbook's index (the "
         "search included); placeholder: the bot's not-ready text (the webhook alone)",
     )
-    args = parser.parse_args(argv)
-    for name in ("duration", "connections", "workers", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
+    return tc.parse_server_args(parser, argv)
 
 
 def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) -> None:
