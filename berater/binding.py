@@ -119,12 +119,17 @@ def update_candidate(openid: str, fields: dict[str, Any]) -> Candidate:
     return row
 
 
-def bind_student(openid: str, id_card: str, number: str) -> Student:
-    """Bind to the admission-list row with this ID card and student or admission number."""
+def _id_card(value: str) -> str:
+    """The normalised ID card number, or a 400 saying what is wrong with it."""
     try:
-        card = normalise_id_card(id_card)
+        return normalise_id_card(value)
     except InvalidIdCard as exc:
         raise BadRequest(str(exc)) from None
+
+
+def bind_student(openid: str, id_card: str, number: str) -> Student:
+    """Bind to the admission-list row with this ID card and student or admission number."""
+    card = _id_card(id_card)
     if db.session.get(Student, openid) is not None:
         raise Conflict("already bound as a student")
     _check_failures(openid)
@@ -154,10 +159,7 @@ def update_student(openid: str, fields: dict[str, Any]) -> Student:
     if row is None:
         raise NotFound("not bound as a student yet")
     if "id_card" in fields:
-        try:
-            card = normalise_id_card(fields["id_card"])
-        except InvalidIdCard as exc:
-            raise BadRequest(str(exc)) from None
+        card = _id_card(fields["id_card"])
         if card != row.id_card:
             raise Conflict("a binding cannot move to another ID card")
     phone = _phone_for_change(openid, fields.get("phone"))
