@@ -24,6 +24,8 @@ from berater import (
 )
 from berater.db import Base, db, transaction
 from berater.ext import embedded_redis
+from berater.qna.corpus import load
+from berater.qna.index import Index
 from berater.standins import aliyun as aliyun_standin
 from berater.standins import wechat as wechat_standin
 from tests import servers
@@ -256,3 +258,15 @@ def slow_qna(monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setitem(qna.BACKENDS, "slow-test", _SlowTestQna)
     return "slow-test"
+
+
+# A small handbook in the text format: 9 paragraphs in 3 chapters, pages 3 to 41.
+HANDBOOK = Path(__file__).parent / "qna" / "handbook.txt"
+
+
+@pytest.fixture(scope="session")
+def qna_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test handbook's index file, built once."""
+    path = tmp_path_factory.mktemp("qna") / "qna-index.npz"
+    Index.build(load(HANDBOOK), ["缓考", "绩点", "校园卡"]).save(path)
+    return path

@@ -1,31 +1,18 @@
-"""Fixtures for the Q&A tests: the test handbook's index, the stand-in BERT server and an
-encoder pointed at it."""
+"""Fixtures for the Q&A tests: the stand-in BERT server and an encoder pointed at it (the
+test handbook and its index are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from berater.qna.bert import BertEncoder
-from berater.qna.corpus import load
-from berater.qna.index import Index
 from berater.standins import bert as bert_standin
 
 # Short, so that timeout tests are quick; the stand-in answers in milliseconds.
 BERT_TEST_TIMEOUT = 1.0
-# A small handbook in the text format: 9 paragraphs in 3 chapters, pages 3 to 41.
-HANDBOOK = Path(__file__).with_name("handbook.txt")
-
-
-@pytest.fixture(scope="session")
-def qna_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test handbook's index file, built once."""
-    path = tmp_path_factory.mktemp("qna") / "qna-index.npz"
-    Index.build(load(HANDBOOK), ["缓考", "绩点", "校园卡"]).save(path)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from berater.qna.corpus import load
 from berater.qna.engine import Engine
 from berater.qna.index import Index
 from tests import factories
+from tests.conftest import HANDBOOK
 from tests.helpers import bearer, token_for
-from tests.qna.conftest import HANDBOOK
 
 pytestmark = pytest.mark.backends
 

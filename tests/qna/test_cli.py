@@ -11,7 +11,7 @@ import pytest
 from berater.qna.corpus import load
 from berater.qna.index import Index
 from tests.chat.helpers import post, reply_fields, text_xml
-from tests.qna.conftest import HANDBOOK
+from tests.conftest import HANDBOOK
 
 ROOT = Path(__file__).resolve().parents[2]
 

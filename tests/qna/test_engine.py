@@ -9,7 +9,7 @@ from berater.qna import segment
 from berater.qna.corpus import load
 from berater.qna.engine import Engine, Result, Thresholds, reply_text
 from berater.qna.index import Index, IndexUnavailable
-from tests.qna.conftest import HANDBOOK
+from tests.conftest import HANDBOOK
 
 
 @pytest.fixture(scope="module")
