@@ -23,17 +23,13 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    from berater import instance_path
+    from berater import instance_path, prefork
     from berater.config import load_config
     from berater.ext import embedded_redis
 
     settings = load_config()
     if not settings["REDIS_URL"]:
         embedded_redis.ensure_running(instance_path(settings))
-    # jieba's dictionary (~0.6 s, ~80 MB) loads once here, when there is an index to serve;
-    # the forked workers share it.
-    from berater.ext.qna import index_file
-    from berater.qna import segment
-
-    if index_file(settings).exists():
-        segment.warm()
+    # The app's modules and jieba's dictionary load once here; the forked workers share them
+    # and start in a fraction of a second (bench/qna.py measures it).
+    prefork(settings)

@@ -7,10 +7,11 @@ What it measures, in one run:
 * per-question latency of `Engine.search` (segmenting the question with jieba, scoring
   every paragraph, the top 3 and their sources): p50 and p99 over the development
   questions, repeated;
-* the start-up of a worker with that index: forked from a process that has loaded jieba's
-  dictionary (gunicorn.conf.py loads it in the master), it creates the app, loads the index
-  and answers one question; and a cold start, a fresh Python process that also loads
-  jieba, with its RSS;
+* the start-up of a worker with that index: forked from a process that has done what
+  gunicorn's master does before forking (`berater.prefork`, from gunicorn.conf.py: the app's
+  modules and jieba's dictionary), it creates the app, loads the index and answers one
+  question; and a cold start, a fresh Python process that imports and loads everything
+  itself, with its RSS;
 * the original design on the same corpus and questions: a TF-IDF model (jieba tokens,
   scikit-learn) fitted over the whole corpus for every question, then cosine similarity;
   its p50 over a few questions (each takes seconds), and the ratio to ours.
@@ -41,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from berater import prefork  # noqa: E402
 from berater.qna import segment  # noqa: E402
 from berater.qna.corpus import Paragraph, load  # noqa: E402
 from berater.qna.engine import Engine  # noqa: E402
@@ -133,8 +135,9 @@ def cold_startup(index_file: Path, instance: Path) -> tuple[float, float]:
 
 
 def forked_startup(index_file: Path, instance: Path) -> float:
-    """A worker forked from a master that loaded jieba, as gunicorn.conf.py's on_starting
-    does: seconds from the fork to its first answer (create_app, index load, the answer)."""
+    """A worker forked from this process, which has run `berater.prefork` as gunicorn's
+    master does: seconds from the fork to its first answer (create_app, index load, the
+    answer)."""
     read, write = os.pipe()
     started = time.perf_counter()
     pid = os.fork()
@@ -182,6 +185,7 @@ def main() -> None:
         p50, p99 = statistics.median(times), statistics.quantiles(times, n=100)[98]
 
         cold, rss = min(cold_startup(index_file, work) for _ in range(args.startups))
+        prefork({"QNA_INDEX": str(index_file)})  # what gunicorn.conf.py's on_starting does
         forked = min(forked_startup(index_file, work) for _ in range(args.startups))
 
         corpus = [p.text for p in paragraphs]
@@ -203,7 +207,8 @@ def main() -> None:
         f"over {len(times)} queries"
     )
     print(
-        f"worker start-up with the index (fork of a master holding jieba, as under gunicorn): "
+        f"worker start-up with the index (fork of a master after berater.prefork, as under "
+        f"gunicorn): "
         f"{forked:.2f} s to the first answer (best of {args.startups})"
     )
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,50 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from berater.config import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What create_app imports (with what they import): ~1.5 s on a 2-core machine.
+APP_MODULES = (
+    "berater.cli",
+    "berater.errors",
+    "berater.http",
+    "berater.logs",
+    "berater.revocation",
+    "berater.extensions",
+    "berater.api",
+    "berater.api.codes",
+    "berater.signin",
+    "berater.admin",
+    "berater.chat",
+    "berater.face",
+    "berater.nova",
+    "berater.ext.wechat.client",
+    "berater.admission",
+    "berater.cli_admission",
+    "berater.menu",
+    "berater.qna.cli",
+    "berater.qna.evaluate",
+)
+
+
+def import_app_modules() -> None:
+    """Import the app's modules without building an app (no connections, no threads).
+
+    gunicorn's master calls this before forking, so a new or restarted worker finds them
+    in memory and starts in a fraction of a second instead of importing them itself.
+    """
+    for name in APP_MODULES:
+        importlib.import_module(name)
+
+
+def prefork(settings: Mapping[str, Any]) -> None:
+    """What a server's master does once before forking workers, which then share it: import
+    the app's modules and, when there is a Q&A index to serve, load jieba's dictionary
+    (~0.6 s and ~80 MB, MEASURED.md)."""
+    from berater.ext.qna import index_file
+    from berater.qna import segment
+
+    import_app_modules()
+    if index_file(settings).exists():
+        segment.warm()
 
 
 def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:

@@ -1,0 +1,66 @@
+"""`berater.prefork`: what gunicorn's master loads before forking, so that workers start fast.
+
+Each check runs in a fresh interpreter: this test process has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = textwrap.dedent(
+    """
+    import json, os, sys, threading
+    import berater
+    settings = {"QNA_INDEX": sys.argv[1], "INSTANCE_PATH": sys.argv[2]}
+    berater.prefork(settings)
+    after_prefork = set(sys.modules)
+    report = {
+        "threads": threading.active_count(),
+        "instance_created": os.path.exists(sys.argv[2]),
+        "jieba_loaded": __import__("berater.qna.segment").qna.segment._tokenizer is not None,
+    }
+    app = berater.create_app({"BERATER_ENV": "testing", **settings})
+    report["imported_by_create_app"] = sorted(
+        m for m in set(sys.modules) - after_prefork if m.startswith("berater")
+    )
+    print(json.dumps(report))
+    """
+)
+
+
+def probe(index: Path, instance: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(index), str(instance)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "BERATER_ENV": "testing", "HOME": str(instance.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_prefork_imports_every_module_create_app_needs(qna_index: Path, tmp_path: Path) -> None:
+    report = probe(qna_index, tmp_path / "instance")
+    # A module missing from berater.APP_MODULES would be imported by every worker again.
+    assert report["imported_by_create_app"] == []
+    assert report["jieba_loaded"] is True
+
+
+def test_prefork_starts_nothing_a_fork_would_break(qna_index: Path, tmp_path: Path) -> None:
+    report = probe(qna_index, tmp_path / "instance")
+    # No threads (they do not survive a fork), no store or database files: only imports.
+    assert report["threads"] == 1
+    assert report["instance_created"] is False
+
+
+def test_prefork_leaves_jieba_unloaded_without_an_index(tmp_path: Path) -> None:
+    report = probe(tmp_path / "no-index.npz", tmp_path / "instance")
+    assert report["jieba_loaded"] is False
