@@ -31,6 +31,13 @@ EXPECTED_503 = {"/api/bert": "the BERT backend is unavailable"}
 EXAMPLES = 25  # per operation and mode
 # Sign-out takes no input but would revoke the caller's token for every later operation.
 LEFT_OUT = {"DELETE /api/token"}
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture
@@ -74,13 +81,7 @@ def test_no_input_causes_a_server_error(live_server: str, token: str, mode) -> N
     failures, tried = [], 0
     for operation in operations:
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @FUZZ
         @given(case=operation.as_strategy(mode))
         def run(case: schemathesis.Case) -> None:
             check(case, live_server, token)

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = textwrap.dedent(
@@ -47,18 +49,22 @@ def probe(index: Path, instance: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_prefork_imports_every_module_create_app_needs(qna_index: Path, tmp_path: Path) -> None:
-    report = probe(qna_index, tmp_path / "instance")
+@pytest.fixture(scope="module")
+def with_index(qna_index: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The probe's report when there is an index to serve (run once for the tests below)."""
+    return probe(qna_index, tmp_path_factory.mktemp("prefork") / "instance")
+
+
+def test_prefork_imports_every_module_create_app_needs(with_index: dict) -> None:
     # A module missing from berater.APP_MODULES would be imported by every worker again.
-    assert report["imported_by_create_app"] == []
-    assert report["jieba_loaded"] is True
+    assert with_index["imported_by_create_app"] == []
+    assert with_index["jieba_loaded"] is True
 
 
-def test_prefork_starts_nothing_a_fork_would_break(qna_index: Path, tmp_path: Path) -> None:
-    report = probe(qna_index, tmp_path / "instance")
+def test_prefork_starts_nothing_a_fork_would_break(with_index: dict) -> None:
     # No threads (they do not survive a fork), no store or database files: only imports.
-    assert report["threads"] == 1
-    assert report["instance_created"] is False
+    assert with_index["threads"] == 1
+    assert with_index["instance_created"] is False
 
 
 def test_prefork_leaves_jieba_unloaded_without_an_index(tmp_path: Path) -> None:
