@@ -24,8 +24,8 @@ control_socket_disable = True
 
 def on_starting(server):
     from berater import instance_path, prefork
-    from berater.config import load_config
     from berater.ext import embedded_redis
+    from berater.settings import load_config
 
     settings = load_config()
     if not settings["REDIS_URL"]:

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from berater import create_app
-from berater import menu as menus
+from berater.wechat import menu as menus
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 def _start_wechat_standin() -> subprocess.Popen[bytes]:
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "berater.standins.wechat", "--port", str(WECHAT_PORT)]
+        [sys.executable, "-m", "standins.wechat", "--port", str(WECHAT_PORT)]
     )
     time.sleep(0.5)
     return process
@@ -40,8 +40,8 @@ def _start_wechat_standin() -> subprocess.Popen[bytes]:
 
 def _build_qna_index(dev_app: Flask) -> None:
     """The first start builds the demo handbook's Q&A index (a few seconds), once."""
-    from berater.ext.qna import index_path
     from berater.extensions import qna
+    from berater.qna.answers import index_path
     from berater.qna.cli import build_index_file
 
     if not index_path(dev_app).exists():

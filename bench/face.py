@@ -2,7 +2,7 @@
 
 The rows come from bench/import.py's generator (checksummed ID cards, unique student and
 admission numbers, 18 departments, 12 provinces) and are bulk-inserted in batches. Each
-query runs through berater.face.services.find_students, the function behind
+query runs through berater.apps.face.services.find_students, the function behind
 `GET /api/face/students`, inside an app context: the figures are the database work (the
 count and the page) plus building the rows, without HTTP, token check or JSON encoding.
 The query plan of each kind is printed too (EXPLAIN QUERY PLAN on SQLite, EXPLAIN on
@@ -89,8 +89,8 @@ def kinds(generator: ModuleType, count: int) -> dict[str, dict[str, list[str]]]:
 
 def timings(app: Any, filters: dict[str, list[str]], runs: int, per_page: int) -> list[float]:
     """Milliseconds of `runs` calls, on random pages among the first 20."""
+    from berater.apps.face.services import find_students
     from berater.db import db
-    from berater.face.services import find_students
 
     rng = random.Random(7)
     spent = []
@@ -108,8 +108,8 @@ def plan(app: Any, filters: dict[str, list[str]], dialect: str) -> list[str]:
     """The database's plan of the page query."""
     from sqlalchemy import and_, select
 
+    from berater.apps.face.services import term_filter
     from berater.db import db
-    from berater.face.services import term_filter
     from berater.models import SourceStudent
 
     with app.app_context():
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     with generator.throwaway_app(args.db, tmp) as app:
         seconds = fill(app, generator, args.rows)
         print(f"database: {args.db}; {args.rows:,} rows inserted in {seconds:.1f} s")
-        print(f"timed through berater.face.services.find_students, {args.runs} runs each, "
+        print(f"timed through berater.apps.face.services.find_students, {args.runs} runs each, "
               f"per_page {args.per_page}, random pages 1-20, count + page per call")  # fmt: skip
         for label, filters in kinds(generator, args.rows).items():
             spent = timings(app, filters, args.runs, args.per_page)

@@ -11,7 +11,7 @@ sequence digit's parity giving the gender, as on real cards), unique student and
 numbers, Chinese names, provinces and departments. They are written with the Chinese
 headings an admissions office uses, as UTF-8 with a BOM (Excel's "CSV UTF-8"), or as an
 .xlsx workbook with --xlsx. The import runs in this process through
-berater.cli_admission.run_import, the function behind the CLI command, so the figures
+berater.admission.cli.run_import, the function behind the CLI command, so the figures
 include reading, checking and writing, but not the progress bar.
 
     .venv/bin/python bench/import.py                    # SQLite file
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flask import Flask
 
-    from berater.cli_admission import ImportReport
+    from berater.admission.cli import ImportReport
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -179,7 +179,7 @@ def throwaway_app(db_kind: str, tmp: Path) -> Iterator[Flask]:
 
 def timed_import(app: Flask, path: Path, batch_size: int) -> tuple[float, ImportReport]:
     """(seconds, report) of one import of `path` through the CLI's function."""
-    from berater.cli_admission import run_import
+    from berater.admission.cli import run_import
     from berater.db import db
 
     with app.app_context():

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import token_check as tc  # bench/ is not a package: found through sys.path above
 
-from berater.standins import chat
+from standins import chat
 
 GOAL_PLAIN = 0.5  # plaintext messages/s at least this share of the bare endpoint's
 GOAL_SAFE = 0.8  # safe mode within 20% of plaintext
@@ -287,7 +287,7 @@ def demo_index(tmp: Path) -> Path:
 
 
 def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
-    from berater.standins import wechat as wechat_standin
+    from standins import wechat as wechat_standin
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: apt-get install -y wrk")
@@ -310,7 +310,7 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
         "WECHAT_OAUTH_BASE": standin.url,
         "WECHAT_AES_KEY": aes_key,
     }
-    from berater.config import load_config
+    from berater.settings import load_config
 
     cfg = load_config(args.env, environ=environment.settings)
     settings = chat.Settings(cfg["WECHAT_TOKEN"], cfg["WECHAT_APPID"], aes_key)

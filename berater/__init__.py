@@ -3,65 +3,68 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Blueprint, Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from berater.config import load_config
+from berater.settings import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# What create_app imports (with what they import): ~1.5 s on a 2-core machine.
-APP_MODULES = (
-    "berater.cli",
-    "berater.errors",
-    "berater.http",
-    "berater.logs",
-    "berater.revocation",
-    "berater.extensions",
-    "berater.api",
-    "berater.api.codes",
+# The features, in the order their routes and commands register. A partner app is one
+# package under berater/apps/ and one line here.
+FEATURES = (
+    "berater.identity",
+    "berater.sms",
+    "berater.binding",
+    "berater.admission",
+    "berater.qna",
+    "berater.chat",
     "berater.signin",
     "berater.admin",
-    "berater.chat",
-    "berater.face",
-    "berater.nova",
-    "berater.ext.wechat.client",
-    "berater.admission",
-    "berater.cli_admission",
-    "berater.menu",
-    "berater.qna.cli",
-    "berater.qna.evaluate",
+    "berater.wechat",
+    "berater.apps.face",
+    "berater.apps.nova",
 )
+# The shared modules `create_app` needs beside the features.
+SHARED_MODULES = ("berater.errors", "berater.http", "berater.logs", "berater.extensions")
+
+
+def app_modules() -> list[str]:
+    """Every module `create_app` may import: the shared ones and each feature's package."""
+    names = list(SHARED_MODULES)
+    for feature in FEATURES:
+        package = importlib.import_module(feature)
+        names.append(feature)
+        names.extend(info.name for info in pkgutil.walk_packages(package.__path__, f"{feature}."))
+    return names
 
 
 def prefork(settings: Mapping[str, Any]) -> None:
     """What a server's master does once before forking workers, which then share it: import
     the app's modules (no connections, no threads) and, when there is a Q&A index to serve,
-    load jieba's dictionary (~0.6 s and ~80 MB, MEASURED.md). A new or restarted worker then
-    starts in a fraction of a second instead of importing and loading them itself."""
-    from berater.ext.qna import index_file
+    load jieba's dictionary (~0.6 s and ~80 MB). A new or restarted worker then starts in a
+    fraction of a second instead of importing and loading them itself."""
     from berater.qna import segment
+    from berater.qna.answers import index_file
 
-    for name in APP_MODULES:
+    for name in app_modules():
         importlib.import_module(name)
     if index_file(settings).exists():
         segment.warm()
 
 
 def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings, extensions, blueprints, error handlers and CLI commands.
+    """Build the app: settings, extensions, each feature, error handlers, the OpenAPI document.
 
     `config` is an environment name ("development", "testing", "production") or a mapping
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
     """
-    from berater import cli, errors, http, logs, revocation
-    from berater.api import bp as api_bp
-    from berater.api import testing_bp
-    from berater.extensions import crypto, db, migrate, spec, store, wechat
-    from berater.signin import bp as signin_bp
+    from berater import errors, http, logs
+    from berater.extensions import crypto, db, migrate, sms, spec, store, wechat
 
     app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
     settings = load_config(config) if isinstance(config, str) else load_config(overrides=config)
@@ -82,40 +85,14 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     store.init_app(app)
     crypto.init_app(app)
     wechat.init_app(app)
-    revocation.init_app(app)
-    # SMS codes (berater/ext/sms.py): Aliyun or the console backend, by SMS_BACKEND.
-    from berater.extensions import sms
-
     sms.init_app(app)
 
     app.before_request(http.read_json_body)
-    app.register_blueprint(api_bp)
-    if app.config["ENABLE_TEST_TOKEN"]:
-        app.register_blueprint(testing_bp)
-    app.register_blueprint(signin_bp)
-    # The console SMS backend's page of recent codes: development and testing only.
-    if app.config["ENABLE_TEST_TOKEN"]:
-        from berater.api.codes import dev_bp as sms_dev_bp
-
-        app.register_blueprint(sms_dev_bp)
-    # Admin: invitation links, roles, audit trail, password accounts.
-    from berater.admin import bp as admin_bp
-
-    app.register_blueprint(admin_bp)
-    # The WeChat webhook at /chat/ (its own error handler) and the Q&A engine it asks.
-    from berater.chat import bp as chat_bp
-    from berater.extensions import qna
-
-    qna.init_app(app)
-    app.register_blueprint(chat_bp)
-    # The photo app's admission-list query at /api/face (app token `face`).
-    from berater.face import bp as face_bp
-
-    app.register_blueprint(face_bp)
-    # Nova club registration at /api/nova (student; nova_admin for the list and exports).
-    from berater.nova import bp as nova_bp
-
-    app.register_blueprint(nova_bp)
+    # The JSON API's features nest their blueprints in this one, made per app.
+    api = Blueprint("api", __name__, url_prefix="/api")
+    for feature in FEATURES:
+        importlib.import_module(feature).init_app(app, api)
+    app.register_blueprint(api)
     errors.register_error_handlers(app)
     spec.register(app)
 
@@ -123,7 +100,6 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     def openapi() -> Response:
         return app.json.response(spec.spec)
 
-    cli.register(app)
     return app
 
 

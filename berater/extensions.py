@@ -10,10 +10,10 @@ from spectree.models import InType, SecureType, SecuritySchemeData
 
 from berater.db import db
 from berater.ext.crypto import Crypto
-from berater.ext.qna import Qna
 from berater.ext.sms import Sms
 from berater.ext.store import Store
 from berater.ext.wechat import WeChat
+from berater.qna.answers import Qna
 
 
 def _reject_invalid(req: Any, resp: Any, req_validation_error: Any, instance: Any, *args: Any):
@@ -68,6 +68,6 @@ store = Store()
 crypto = Crypto()
 wechat = WeChat()
 sms = Sms()  # SMS codes: Aliyun or the console backend (berater/ext/sms.py)
-qna = Qna()  # the Q&A engine's interface (berater/ext/qna.py), QNA_BACKEND
+qna = Qna()  # the Q&A engine's interface (berater/qna/answers.py), QNA_BACKEND
 
 __all__ = ["crypto", "db", "migrate", "qna", "sms", "spec", "store", "wechat"]

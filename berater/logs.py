@@ -82,6 +82,7 @@ def configure(app: Flask) -> None:
     app.logger.propagate = False
 
     access = logging.getLogger("berater.request")
+    masks: list[tuple[re.Pattern[str], str]] = app.extensions.setdefault("berater.logs", [])
 
     @app.before_request
     def start_request() -> None:
@@ -95,13 +96,23 @@ def configure(app: Flask) -> None:
         response.headers["X-Request-ID"] = request_id
         if access.isEnabledFor(logging.INFO):
             took = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+            path = request.path
+            for pattern, replacement in masks:
+                if pattern.match(path):
+                    path = replacement
             # The path only: query strings may hold codes and are not logged.
             access.info(
                 "%s %s %s %.1fms id=%s",
                 request.method,
-                request.path,
+                path,
                 response.status_code,
                 took,
                 request_id,
             )
         return response
+
+
+def mask_path(app: Flask, pattern: re.Pattern[str], replacement: str) -> None:
+    """Log `replacement` instead of a request path that matches `pattern` (a path that
+    carries a secret), also for answers that never reached the view."""
+    app.extensions.setdefault("berater.logs", []).append((pattern, replacement))

@@ -26,8 +26,8 @@ from berater.db import Base, db, transaction
 from berater.ext import embedded_redis
 from berater.qna.corpus import load
 from berater.qna.index import Index
-from berater.standins import aliyun as aliyun_standin
-from berater.standins import wechat as wechat_standin
+from standins import aliyun as aliyun_standin
+from standins import wechat as wechat_standin
 from tests import servers
 
 
@@ -254,7 +254,7 @@ class _SlowTestQna:
 @pytest.fixture
 def slow_qna(monkeypatch: pytest.MonkeyPatch) -> str:
     """Register the slow test backend; pass QNA_BACKEND=<the returned name> to make_app."""
-    from berater.ext import qna
+    from berater.qna import answers as qna
 
     monkeypatch.setitem(qna.BACKENDS, "slow-test", _SlowTestQna)
     return "slow-test"

@@ -70,7 +70,7 @@ def privilege(openid: str, role: str) -> Privilege:
 
 
 def auth_user(username: str, password: str, disabled: bool = False) -> AuthUser:
-    from berater.accounts import _hasher
+    from berater.identity.accounts import _hasher
 
     row = AuthUser(username=username, password_hash=_hasher().hash(password), disabled=disabled)
     db.session.add(row)

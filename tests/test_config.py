@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from berater import create_app
-from berater.config import DEV_CRYPTO_KEY, ConfigError, load_config
+from berater.settings import DEV_CRYPTO_KEY, ConfigError, load_config
 
 GOOD_PROD = {
     "BERATER_ENV": "production",

@@ -27,8 +27,8 @@ import yaml
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 
-from berater.config import ENV_KEYS, PARSERS, PROD_SECRETS, ConfigError, ProdConfig, load_config
 from berater.ext.crypto import new_key
+from berater.settings import ENV_KEYS, PARSERS, PROD_SECRETS, ConfigError, ProdConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -31,9 +31,9 @@ import psutil
 import pytest
 import redis
 
-from berater.config import ENV_KEYS
 from berater.ext import embedded_redis
-from berater.standins.wechat import RunningWeChat
+from berater.settings import ENV_KEYS
+from standins.wechat import RunningWeChat
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -56,7 +56,7 @@ def with_index(qna_index: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def test_prefork_imports_every_module_create_app_needs(with_index: dict) -> None:
-    # A module missing from berater.APP_MODULES would be imported by every worker again.
+    # A module prefork did not import (berater.app_modules) is imported by every worker again.
     assert with_index["imported_by_create_app"] == []
     assert with_index["jieba_loaded"] is True
 

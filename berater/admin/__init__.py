@@ -4,8 +4,13 @@
 person opens in WeChat's browser (signed in through WeChat OAuth, kept in the session).
 """
 
-from flask import Blueprint
+from flask import Blueprint, Flask
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
-from berater.admin import pages, views  # noqa: E402,F401  (routes register on import)
+
+def init_app(app: Flask, api: Blueprint) -> None:
+    """Register the blueprint."""
+    from berater.admin import pages, views  # noqa: F401 - routes register on bp
+
+    app.register_blueprint(bp)

@@ -22,19 +22,19 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from berater import audit, identity
 from berater.admin.services import check_role
 from berater.db import db
 from berater.errors import Conflict, Forbidden, Gone, NotFound
 from berater.extensions import store
-from berater.identity import ACCOUNT_PREFIX
+from berater.identity import audit, roles, subjects
+from berater.identity.subjects import ACCOUNT_PREFIX
 from berater.models import AuthUser
 
 AREA = "invite"
 USED_AREA = "invite-used"
 SEQ_BYTES = 32  # 256 bits
 SEQ = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32): 43 characters, no padding
-INVITER_ROLE = "admin"
+INVITER_ROLE = roles.ADMIN
 
 # KEYS[1] the invitation, KEYS[2] its used mark; ARGV[1] the mark, ARGV[2] its lifetime (ms).
 CONSUME_LUA = """
@@ -109,7 +109,7 @@ def accept(seq: str, subject: str, ip: str | None) -> Accepted:
     invitation = _parse(raw, 0)
     _check_inviter(invitation.inviter)
     try:
-        added = identity.grant_role(subject, invitation.role, granted_by=invitation.inviter)
+        added = subjects.grant_role(subject, invitation.role, granted_by=invitation.inviter)
     except IntegrityError:
         # Another link for the same role, confirmed by the same person at the same moment,
         # inserted the row first (unique openid + role). The caller rolls back.
@@ -155,7 +155,7 @@ def _parse(raw: str, expires_in: float | None) -> Invitation:
 
 def _check_inviter(inviter: str) -> None:
     """A link dies with its inviter's admin role (or account): checked at preview and grant."""
-    roles, _ = identity.roles_for(inviter)
+    roles, _ = subjects.roles_for(inviter)
     allowed = INVITER_ROLE in roles
     if allowed and inviter.startswith(ACCOUNT_PREFIX):
         account = db.session.get(AuthUser, inviter.removeprefix(ACCOUNT_PREFIX))

@@ -22,22 +22,18 @@ from typing import ParamSpec
 from flask import Response, redirect, render_template, request, session, url_for
 
 from berater.admin import bp, invites
-from berater.api import services as tokens
-from berater.auth import Identity, identity_from_token
 from berater.db import transaction
 from berater.errors import ApiError, BadRequest, Forbidden, Unauthorized
 from berater.extensions import wechat
+from berater.identity import roles
+from berater.identity import services as tokens
+from berater.identity.auth import Identity, identity_from_token
 from berater.signin import services as signin
 
 P = ParamSpec("P")
 SESSION_TOKEN = "admin_token"  # noqa: S105 - the session key, not a secret
 SESSION_CSRF = "admin_csrf"
 MAX_CODE = 128
-ROLE_NAMES = {
-    "admin": "管理员 · administrator",
-    "nova_admin": "社团管理员 · club administrator",
-    "face": "照片应用 · photo app",
-}
 
 
 def page(view: Callable[P, Response | str]) -> Callable[P, Response | str]:
@@ -132,7 +128,7 @@ def go_link(role: str) -> Response | str:
     seq, ttl = invites.create(who.subject, role)
     link = url_for("admin.preview", seq=seq, _external=True)
     return render_template(
-        "admin/link.html", link=link, role=role, role_name=ROLE_NAMES.get(role, role), ttl=ttl
+        "admin/link.html", link=link, role=role, role_name=roles.display_name(role), ttl=ttl
     )
 
 
@@ -150,7 +146,7 @@ def preview() -> Response | str:
     return render_template(
         "admin/preview.html",
         invitation=invitation,
-        role_name=ROLE_NAMES.get(invitation.role, invitation.role),
+        role_name=roles.display_name(invitation.role),
         held=invitation.role in who.roles,
         confirm_url=url_for("admin.confirm", seq=seq, csrf=csrf),
         switch_url=url_for("admin.switch", next=url_for("admin.preview", seq=seq)),
@@ -177,5 +173,5 @@ def confirm() -> Response | str:
     return render_template(
         "admin/done.html",
         accepted=accepted,
-        role_name=ROLE_NAMES.get(accepted.role, accepted.role),
+        role_name=roles.display_name(accepted.role),
     )

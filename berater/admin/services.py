@@ -12,17 +12,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from berater import accounts, audit, identity
 from berater.db import db
 from berater.errors import BadRequest, Conflict, NotFound
-from berater.identity import ACCOUNT_PREFIX, GRANTABLE_ROLES, account_subject
+from berater.identity import accounts, audit, subjects
+from berater.identity.roles import GRANTABLE
+from berater.identity.subjects import ACCOUNT_PREFIX, account_subject
 from berater.models import AuditLog, AuthUser, Privilege
 
 
 def check_role(role: str) -> str:
     """`role` when it can be granted; BadRequest (without echoing the input) otherwise."""
-    if role not in GRANTABLE_ROLES:
-        raise BadRequest(f"unknown role; grantable roles: {', '.join(sorted(GRANTABLE_ROLES))}")
+    if role not in GRANTABLE:
+        raise BadRequest(f"unknown role; grantable roles: {', '.join(sorted(GRANTABLE))}")
     return role
 
 
@@ -52,7 +53,7 @@ def holders(role: str) -> dict[str, Any]:
 def revoke(actor: str, role: str, subject: str, ip: str | None) -> dict[str, Any]:
     """Take `role` from `subject` (its tokens lose it at their next check) and audit it."""
     check_role(role)
-    identity.revoke_role(subject, role)
+    subjects.revoke_role(subject, role)
     audit.record(actor, audit.REVOKE, subject, role, ip)
     return {"role": role, "subject": subject, "revoked": True}
 

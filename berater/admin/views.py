@@ -18,13 +18,14 @@ from berater.admin.schemas import (
     UserOut,
     UsersOut,
 )
-from berater.api.schemas import Envelope, ErrorOut
-from berater.auth import current_identity, token_required
 from berater.db import transaction
 from berater.extensions import spec
 from berater.http import json_body, ok, query_args
+from berater.identity import roles
+from berater.identity.auth import current_identity, token_required
+from berater.identity.schemas import Envelope, ErrorOut
 
-ADMIN = "admin"
+ADMIN = roles.ADMIN
 BEARER = [{"bearer": []}]
 TAGS = ["admin"]
 ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 415, 503)}

@@ -1,7 +1,12 @@
 """The WeChat webhook at /chat/: handshake, messages, and replies the way WeChat expects."""
 
-from flask import Blueprint
+from flask import Blueprint, Flask
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 
-from berater.chat import views  # noqa: E402, F401 - registers the routes on bp
+
+def init_app(app: Flask, api: Blueprint) -> None:
+    """Register the blueprint."""
+    from berater.chat import views  # noqa: F401 - routes register on bp
+
+    app.register_blueprint(bp)

@@ -16,7 +16,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, current_app
 
-from berater.config import ConfigError
+from berater.settings import ConfigError
 
 MAX_TOKEN_CHARS = 2048
 

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 
-from berater.config import ConfigError
 from berater.errors import (
     ApiError,
     BadRequest,
@@ -31,6 +30,7 @@ from berater.errors import (
     UpstreamError,
 )
 from berater.ext.store import Store
+from berater.settings import ConfigError
 
 log = logging.getLogger("berater.sms")
 

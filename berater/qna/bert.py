@@ -29,7 +29,7 @@ import numpy as np
 import zmq
 from bert_serving.client import BertClient
 
-from berater.config import ConfigError
+from berater.settings import ConfigError
 
 _log = logging.getLogger(__name__)
 

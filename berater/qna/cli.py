@@ -12,8 +12,8 @@ from flask.cli import AppGroup
 from tqdm import tqdm
 
 from berater import PROJECT_ROOT
-from berater.ext.qna import index_path
 from berater.qna import segment
+from berater.qna.answers import index_path
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.corpus import CorpusError, Paragraph, load
 from berater.qna.engine import MODES, Engine, Thresholds

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Response, current_app, redirect, render_template, request, url_for
 
-from berater.api import services as tokens
 from berater.db import transaction
 from berater.errors import ApiError, BadRequest, NotFound
 from berater.extensions import wechat
+from berater.identity import services as tokens
 from berater.signin import bp, services
 
 

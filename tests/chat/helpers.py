@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-FIXTURES = Path("/work/shared/fixtures/wechat")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wechat"
 TOKEN = "dev-wechat-token"
 APPID = "wx_dev_appid"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from berater.qna.bert import BertEncoder
-from berater.standins import bert as bert_standin
+from standins import bert as bert_standin
 
 # Short, so that timeout tests are quick; the stand-in answers in milliseconds.
 BERT_TEST_TIMEOUT = 1.0

@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from berater.config import ConfigError, load_config
 from berater.qna.bert import (
     BertEncoder,
     BertUnavailable,
     encoder_from_config,
     require_encoder,
 )
-from berater.standins.bert import CORRUPT_MODES, RunningBert, embed, running
+from berater.settings import ConfigError, load_config
+from standins.bert import CORRUPT_MODES, RunningBert, embed, running
 
 QUESTIONS = ["录取通知书什么时候寄出？", "新生报到需要带什么材料", "宿舍有没有空调"]
 SLACK = 1.5  # seconds beyond the timeout a failing call may take

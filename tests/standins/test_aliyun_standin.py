@@ -21,7 +21,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.http import protocol_type
 from aliyunsdkcore.request import CommonRequest
 
-from berater.standins.aliyun import FakeAliyunSms, RunningAliyunSms, running, sign, string_to_sign
+from standins.aliyun import FakeAliyunSms, RunningAliyunSms, running, sign, string_to_sign
 
 KEY = "LTAItestkey0001"
 SECRET = "test-access-secret"
@@ -381,7 +381,7 @@ def test_the_secret_is_not_in_its_repr(fake) -> None:
 
 def test_module_main_serves_and_logs_no_query() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "berater.standins.aliyun", "--port", "0"],
+        [sys.executable, "-m", "standins.aliyun", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

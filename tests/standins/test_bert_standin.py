@@ -15,7 +15,7 @@ import zmq
 from bert_serving.client import BertClient
 from bert_serving.client import __version__ as CLIENT_VERSION
 
-from berater.standins.bert import CORRUPT_MODES, RunningBert, embed, running
+from standins.bert import CORRUPT_MODES, RunningBert, embed, running
 
 IDENTITY = b"0b5c4a57-5d0f-4b8e-9a59-2c8d7f7e0001"
 
@@ -235,7 +235,7 @@ def test_port_zero_picks_free_ports_and_stop_releases_them() -> None:
 
 def test_main_serves_in_a_separate_process() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "berater.standins.bert", "--port", "0", "--port-out", "0"],
+        [sys.executable, "-m", "standins.bert", "--port", "0", "--port-out", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

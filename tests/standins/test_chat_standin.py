@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from berater.standins import chat
-from berater.standins.wechat import RunningWeChat
+from standins import chat
+from standins.wechat import RunningWeChat
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-FIXTURES = Path("/work/shared/fixtures/wechat/crypto_cases.json")
+FIXTURES = ROOT / "tests" / "fixtures" / "wechat" / "crypto_cases.json"
 CASES = json.loads(FIXTURES.read_text(encoding="utf-8"))["crypto_cases"]
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPID = "wx_chat_standin_appid"
@@ -167,7 +167,7 @@ def test_wrong_token_is_refused_by_the_service(chat_app: Flask, chat_server: str
 
 @pytest.mark.backends
 def test_command_prints_the_decrypted_reply(chat_app: Flask, chat_server: str) -> None:
-    command = [sys.executable, "-m", "berater.standins.chat", "--url", chat_server, "--safe"]
+    command = [sys.executable, "-m", "standins.chat", "--url", chat_server, "--safe"]
     cfg = chat_app.config
     command += [
         "--token",

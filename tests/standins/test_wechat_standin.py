@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from berater.standins.wechat import FakeWeChat, RunningWeChat, running
+from standins.wechat import FakeWeChat, RunningWeChat, running
 
 APPID = "wx_test_appid"
 SECRET = "test-secret"
@@ -368,7 +368,7 @@ def test_module_main_serves_and_prints_url() -> None:
         [
             sys.executable,
             "-m",
-            "berater.standins.wechat",
+            "standins.wechat",
             "--port",
             "0",
             "--appid",

@@ -11,7 +11,7 @@ from flask import Flask
 from berater.errors import ServiceUnavailable, TooManyRequests, UpstreamError
 from berater.ext.wechat import client, keeper
 from berater.ext.wechat.client import RecipientUnavailable, WeChatError
-from berater.standins.wechat import RunningWeChat
+from standins.wechat import RunningWeChat
 
 pytestmark = pytest.mark.backends
 

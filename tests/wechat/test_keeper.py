@@ -16,7 +16,7 @@ from flask import Flask
 from berater.errors import ServiceUnavailable, TooManyRequests, UpstreamError
 from berater.ext.wechat import keeper
 from berater.extensions import store
-from berater.standins.wechat import RunningWeChat
+from standins.wechat import RunningWeChat
 
 pytestmark = pytest.mark.backends
 

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
-from berater import menu as menus
-from berater.standins.wechat import RunningWeChat
+from berater.wechat import menu as menus
+from standins.wechat import RunningWeChat
 
 pytestmark = pytest.mark.backends
 

@@ -1,0 +1,1 @@
+"""Partner apps: each is a package shaped like a feature, listed in `berater.FEATURES`."""

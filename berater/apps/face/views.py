@@ -1,0 +1,31 @@
+"""The face API: HTTP only; the query is built in services."""
+
+from __future__ import annotations
+
+from flask import Response
+from spectree import Response as Resp
+
+from berater.apps.face import bp, services
+from berater.apps.face.schemas import StudentsOut, StudentsQuery
+from berater.extensions import spec
+from berater.http import ok, query_args
+from berater.identity import roles
+from berater.identity.auth import token_required
+from berater.identity.schemas import Envelope, ErrorOut
+
+FACE = roles.FACE
+ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
+
+
+@bp.get("/students")
+@token_required(FACE)
+@spec.validate(
+    query=StudentsQuery,
+    resp=Resp(HTTP_200=Envelope[StudentsOut], **ERRORS),
+    tags=["face"],
+    security=[{"app": []}, {"bearer": []}],
+)
+def list_students() -> Response:
+    """A page of the admission list (at most 500 rows), by department, origin, name or number."""
+    query = query_args(StudentsQuery)
+    return ok(services.find_students(query.filters(), query.columns(), query.page, query.per_page))

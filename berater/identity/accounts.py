@@ -1,0 +1,147 @@
+"""Username and password accounts: argon2id hashes, password rules, failed-login limits."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+
+from berater import PROJECT_ROOT
+from berater.db import db
+from berater.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
+from berater.extensions import store
+from berater.identity import revocation
+from berater.identity.subjects import account_subject
+from berater.models import AuthUser
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,63}$")
+MIN_PASSWORD, MAX_PASSWORD = 8, 128
+COMMON_PASSWORDS = PROJECT_ROOT / "data" / "common-passwords.txt"
+FAILED = "login-failed"
+LOCKED = "login-locked"
+MAX_WAIT = 15 * 60
+BAD_LOGIN = "wrong username or password"
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS.read_text(encoding="utf-8").splitlines()
+    return frozenset(
+        line.strip().lower() for line in lines if line.strip() and not line.startswith("#")
+    )
+
+
+def _hasher() -> PasswordHasher:
+    state = current_app.extensions.setdefault("berater.identity.accounts", {})
+    if "hasher" not in state:
+        cfg = current_app.config
+        state["hasher"] = PasswordHasher(
+            time_cost=cfg["ARGON2_TIME_COST"],
+            memory_cost=cfg["ARGON2_MEMORY_KIB"],
+            parallelism=cfg["ARGON2_PARALLELISM"],
+        )
+        # Verified against when the user is unknown, so both failures take the same time.
+        state["dummy"] = state["hasher"].hash("not a password of anybody")
+    return state["hasher"]
+
+
+def normalise_username(username: str) -> str:
+    """Lower-case and check a username; BadRequest when it cannot be one."""
+    name = username.strip().lower()
+    if not USERNAME.match(name):
+        raise BadRequest(
+            "a username is 3-64 characters: letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_password_rules(password: str, username: str = "") -> None:
+    """Length 8-128, not a common password, not the username."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise BadRequest(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+    lowered = password.lower()
+    if lowered in _common_passwords() or (username and username.lower() in lowered):
+        raise BadRequest("that password is too easy to guess; choose another")
+
+
+def create_user(username: str, password: str) -> AuthUser:
+    """A new account. The caller owns the transaction."""
+    name = normalise_username(username)
+    check_password_rules(password, name)
+    if db.session.get(AuthUser, name) is not None:
+        raise Conflict(f"the username {name!r} is taken")
+    user = AuthUser(username=name, password_hash=_hasher().hash(password))
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def reset_password(username: str, password: str) -> None:
+    """Set a new password and sign the account out everywhere."""
+    user = _get(username)
+    check_password_rules(password, user.username)
+    user.password_hash = _hasher().hash(password)
+    db.session.flush()
+    revocation.sign_out(account_subject(user.username))
+
+
+def set_disabled(username: str, disabled: bool = True) -> None:
+    """Disable (or enable) an account; disabling signs it out everywhere."""
+    user = _get(username)
+    user.disabled = disabled
+    db.session.flush()
+    if disabled:
+        revocation.sign_out(account_subject(user.username))
+
+
+def list_users() -> list[AuthUser]:
+    return list(db.session.scalars(db.select(AuthUser).order_by(AuthUser.username)))
+
+
+def _get(username: str) -> AuthUser:
+    user = db.session.get(AuthUser, normalise_username(username))
+    if user is None:
+        raise NotFound("no such account")
+    return user
+
+
+def authenticate(username: str, password: str) -> str:
+    """The token subject for good credentials; one error and similar time for every failure.
+
+    Failures are counted per account, not per address, so a campus NAT is not locked out;
+    past LOGIN_MAX_FAILURES in LOGIN_FAILURE_WINDOW each further failure doubles the wait.
+    """
+    name = username.strip().lower()
+    wait = store.ttl(LOCKED, name)
+    if wait:
+        raise TooManyRequests("too many failed sign-ins; wait before trying again", round(wait))
+    hasher = _hasher()
+    user = db.session.get(AuthUser, name) if USERNAME.match(name) else None
+    try:
+        hasher.verify(user.password_hash if user else _dummy_hash(), password)
+        good = user is not None and not user.disabled
+    except (VerificationError, InvalidHashError):
+        good = False
+    if not good:
+        _count_failure(name)
+        raise Unauthorized(BAD_LOGIN)
+    store.delete(FAILED, name)
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    return account_subject(user.username)
+
+
+def _dummy_hash() -> str:
+    return current_app.extensions["berater.identity.accounts"]["dummy"]
+
+
+def _count_failure(name: str) -> None:
+    cfg = current_app.config
+    failures = store.incr(FAILED, name, ttl=cfg["LOGIN_FAILURE_WINDOW"])
+    over = failures - cfg["LOGIN_MAX_FAILURES"]
+    if over >= 0:
+        store.set(LOCKED, name, 1, ttl=min(MAX_WAIT, 2**over))

@@ -1,0 +1,122 @@
+"""Who is calling: `token_required(*roles)` and the `current_identity` proxy.
+
+`Authorization: Bearer <token>` carries a user token; `Authorization: Bearer <app> <secret>`
+lets a partner app in with the role named after it. The scheme name is case-insensitive;
+anything else (one part, four parts, doubled spaces, an empty secret, an unknown or
+unconfigured app) is a 401 that grants nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar, cast
+
+from flask import current_app, g, request
+from werkzeug.local import LocalProxy
+
+from berater.errors import Forbidden, Unauthorized
+from berater.ext.crypto import Claims, TokenExpired, TokenInvalid
+from berater.extensions import crypto
+from berater.identity import revocation
+from berater.identity.subjects import ACCOUNT_PREFIX, roles_for
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller of this request."""
+
+    subject: str
+    roles: frozenset[str]
+    kind: str  # "wechat", "account" or "app"
+    claims: Claims | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def has_any(self, roles: tuple[str, ...]) -> bool:
+        return not roles or bool(self.roles.intersection(roles))
+
+
+def _current() -> Identity:
+    identity = g.get("berater_identity")
+    if identity is None:
+        raise RuntimeError("current_identity is only set inside a token_required view")
+    return cast(Identity, identity)
+
+
+current_identity: Identity = cast(Identity, LocalProxy(_current))
+
+
+def token_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Let the request in with a valid token holding any of `roles` (any token when none)."""
+
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            identity = authenticate()
+            if not identity.has_any(roles):
+                raise Forbidden(f"this endpoint needs one of the roles: {', '.join(roles)}")
+            g.berater_identity = identity
+            return view(*args, **kwargs)
+
+        wrapper.required_roles = roles  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def wechat_openid(doing: str) -> str:
+    """The bearer's openid; Forbidden for password accounts and apps, which have none.
+
+    `doing` finishes the message: "only a WeChat sign-in can <doing>".
+    """
+    if current_identity.kind != "wechat":
+        raise Forbidden(f"only a WeChat sign-in can {doing}")
+    return current_identity.subject
+
+
+def authenticate() -> Identity:
+    """The identity behind the Authorization header, or Unauthorized."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise Unauthorized("send Authorization: Bearer <token>")
+    if len(header) > current_app.config["MAX_AUTH_HEADER"]:
+        raise Unauthorized("the Authorization header is too long")
+    parts = header.split(" ")
+    if parts[0].lower() != "bearer" or not all(parts):
+        raise Unauthorized("send Authorization: Bearer <token>")
+    if len(parts) == 2:
+        return identity_from_token(parts[1])
+    if len(parts) == 3:
+        return _app_identity(parts[1], parts[2])
+    raise Unauthorized("send Authorization: Bearer <token> or Bearer <app> <app_token>")
+
+
+def identity_from_token(token: str) -> Identity:
+    """Read a user token, apply revocations and role changes."""
+    try:
+        claims = crypto.read(token)
+    except TokenExpired:
+        raise Unauthorized("the token has expired; sign in again or refresh") from None
+    except TokenInvalid:
+        raise Unauthorized("the token is not valid") from None
+    not_before, roles_at = revocation.marks_for(claims.subject)
+    if claims.issued_at < not_before:
+        raise Unauthorized("the token was revoked; sign in again")
+    roles, profile = claims.roles, claims.profile
+    if claims.issued_at < roles_at:
+        roles, profile = roles_for(claims.subject)
+    kind = "account" if claims.subject.startswith(ACCOUNT_PREFIX) else "wechat"
+    return Identity(claims.subject, frozenset(roles), kind, claims, profile)
+
+
+def _app_identity(app_name: str, secret: str) -> Identity:
+    configured = current_app.config["APP_TOKENS"].get(app_name, "")
+    # An app without a secret is disabled: an empty string never matches.
+    if not configured or not hmac.compare_digest(configured.encode(), secret.encode()):
+        raise Unauthorized("unknown app or wrong app token")
+    return Identity(f"app:{app_name}", frozenset({app_name}), "app")

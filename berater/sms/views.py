@@ -1,0 +1,114 @@
+"""SMS code endpoints: send a code, verify it; and the development page of console codes."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+from flask import Blueprint, Response, current_app, request
+from spectree import Response as Resp
+
+from berater.extensions import sms, spec
+from berater.http import json_body, ok
+from berater.identifiers import mask_phone
+from berater.identity.auth import token_required, wechat_openid
+from berater.identity.schemas import Envelope
+from berater.sms import bp
+from berater.sms import services as codes
+from berater.sms.schemas import (
+    CodeErrorOut,
+    CodeRequest,
+    CodeSentOut,
+    PhoneVerifiedOut,
+    VerifyRequest,
+)
+
+BEARER = {"bearer": []}
+ERRORS = {f"HTTP_{s}": Envelope[CodeErrorOut] for s in (400, 401, 403, 415, 429, 502, 503)}
+# GET /api/code/<code> carries the code in its path.
+LEGACY_PATH = re.compile(r"^/api/code/(?!verify$)[^/]+/?$")
+MASKED_PATH = "/api/code/******"
+
+# Development and testing only (ENABLE_TEST_TOKEN): the console backend's recent codes.
+dev_bp = Blueprint("sms_dev", __name__, url_prefix="/dev")
+
+
+def _openid() -> str:
+    """Codes belong to WeChat users: accounts and partner apps have no phone to bind."""
+    return wechat_openid("verify a phone")
+
+
+def _verified(phone: str) -> dict[str, object]:
+    return {
+        "phone": mask_phone(phone),
+        "verified": True,
+        "expires_in": int(current_app.config["SMS_VERIFIED_TTL"]),
+    }
+
+
+@bp.post("/code")
+@token_required()
+@spec.validate(
+    json=CodeRequest,
+    resp=Resp(HTTP_200=Envelope[CodeSentOut], **ERRORS),
+    tags=["code"],
+    security=BEARER,
+)
+def send_code() -> Response:
+    """Text a 6-digit code to one mainland mobile number."""
+    body = json_body(CodeRequest)
+    # remote_addr is the client: ProxyFix rewrites it only for TRUSTED_PROXIES hops.
+    return ok(codes.send_code(_openid(), body.phone, request.remote_addr))
+
+
+@bp.post("/code/verify")
+@token_required()
+@spec.validate(
+    json=VerifyRequest,
+    resp=Resp(HTTP_200=Envelope[PhoneVerifiedOut], **ERRORS),
+    tags=["code"],
+    security=BEARER,
+)
+def verify_code() -> Response:
+    """Check the code; the phone stays verified for binding for 30 minutes."""
+    body = json_body(VerifyRequest)
+    return ok(_verified(codes.verify_code(_openid(), body.code)))
+
+
+@bp.get("/code/<code>")
+@token_required()
+@spec.validate(
+    resp=Resp(HTTP_200=Envelope[PhoneVerifiedOut], **ERRORS), tags=["code"], security=BEARER
+)
+def verify_code_legacy(code: str) -> Response:
+    """The original client's check (code in the path); prefer POST /api/code/verify."""
+    return ok(_verified(codes.verify_code(_openid(), code)))
+
+
+@dev_bp.get("/sms")
+def console_codes() -> Response:
+    """The console backend's last codes (development only; never in production)."""
+    entries = sms.last_codes()
+    if request.args.get("format") == "json":
+        return ok({"backend": current_app.config["SMS_BACKEND"], "messages": entries})
+    rows = "".join(
+        "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>".format(
+            html.escape(str(entry.get("phone", ""))),
+            html.escape(str(entry.get("code", ""))),
+            html.escape(time.strftime("%H:%M:%S", time.localtime(entry.get("sent_at", 0)))),
+        )
+        for entry in entries
+    )
+    backend = html.escape(current_app.config["SMS_BACKEND"])
+    note = "" if backend == "console" else f"<p>SMS_BACKEND is {backend}: nothing is kept here.</p>"
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>SMS codes (development)</title></head><body>"
+        "<h1>SMS codes sent by the console backend</h1>"
+        f"{note}<table><tr><th>phone</th><th>code</th><th>sent</th></tr>{rows}</table>"
+        "</body></html>"
+    )
+    response = Response(page, 200, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
