@@ -1,6 +1,6 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py run:app` (used by supervisord.conf).
 
-Sync workers: on this kind of machine they beat gthread without keep-alive (MEASURED.md),
+Sync workers: on a 2-core machine they beat gthread when requests come without keep-alive,
 which is what a reverse proxy usually sends. The embedded store, when REDIS_URL is empty,
 is started here in the master before any worker forks, so all workers share one server.
 """

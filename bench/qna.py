@@ -16,7 +16,7 @@ What it measures, in one run:
   scikit-learn) fitted over the whole corpus for every question, then cosine similarity;
   its p50 over a few questions (each takes seconds), and the ratio to ours.
 
-Goals (issue 6): p50 at most 2 ms; at least 200x faster than the refit-per-query
+Goals: p50 at most 2 ms; at least 200x faster than the refit-per-query
 baseline; worker start-up with the index under 2 s.
 
     .venv/bin/python bench/qna.py

@@ -1,4 +1,4 @@
-"""The tables of DESIGN.md. Identity data (ID cards, phones) never leaves through a log."""
+"""The tables: people, bindings, roles, the admission list, audit rows. Identity data (ID cards, phones) never leaves through a log."""
 
 from __future__ import annotations
 

@@ -206,7 +206,7 @@ def test_ensure_running_twice_returns_the_same_socket_and_starts_one_server(
 
 
 def test_processes_starting_at_the_same_moment_share_one_server(tmp_path: Path, spawn: Any) -> None:
-    """MEASURED.md: workers that each open the store at the same moment must not start
+    """Workers that each open the store at the same moment must not start
     one server each (they would then disagree about every key)."""
     folder = tmp_path / "fresh"
     children = [spawn(folder=str(folder), wait_for_go=True, hold=True) for _ in range(4)]

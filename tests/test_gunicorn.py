@@ -1,4 +1,4 @@
-"""Real gunicorn, two sync workers, the embedded store: what MEASURED.md's pitfall is about.
+"""Real gunicorn, two sync workers, the embedded store: each worker must not start its own.
 
 The master starts the embedded Redis before forking (gunicorn.conf.py `on_starting`), so both
 workers share one server, and with it tokens' revocations; the master stops it at exit.

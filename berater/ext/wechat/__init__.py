@@ -1,4 +1,4 @@
-"""WeChat: the OAuth code exchange now; the access-token keeper, webhook and menu build on it."""
+"""WeChat: the OAuth code exchange, the access-token keeper and the API client."""
 
 from __future__ import annotations
 
