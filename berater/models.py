@@ -1,4 +1,6 @@
-"""The tables: people, bindings, roles, the admission list, audit rows. Identity data (ID cards, phones) never leaves through a log."""
+"""The tables: bindings, roles, accounts, the admission list, audit rows.
+
+Identity data (ID cards, phones) never leaves through a log."""
 
 from __future__ import annotations
 
