@@ -52,8 +52,7 @@ WORKDIR /app
 COPY berater/ ./berater/
 COPY migrations/ ./migrations/
 COPY data/ ./data/
-# menu.py* matches nothing until menu.py exists; the other files keep this COPY valid.
-COPY run.py menu.py* gunicorn.conf.py supervisord.conf wait-for-it.sh ./
+COPY run.py menu.py gunicorn.conf.py supervisord.conf wait-for-it.sh ./
 RUN chmod 0755 wait-for-it.sh \
     && install -d -o berater -g berater -m 0750 /app/instance
 

@@ -4,6 +4,7 @@ others and the app, and the scripts are run for real on loopback."""
 
 from __future__ import annotations
 
+import ast
 import configparser
 import json
 import os
@@ -379,6 +380,23 @@ def test_dockerfile_copies_files_that_exist() -> None:
     copied = copied_files()
     for needed in ("berater", "migrations", "data", "run.py", "wait-for-it.sh"):
         assert copied.get(needed) == f"/app/{needed}", f"the image lacks /app/{needed}"
+
+
+def test_the_image_leaves_out_the_stand_ins_and_production_never_imports_them() -> None:
+    copied = copied_files()
+    assert not any(source.split("/")[0] in {"standins", "tests", "bench"} for source in copied)
+    assert "standins" in (ROOT / ".dockerignore").read_text().split()
+    for path in (ROOT / "berater").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            assert not any(n.split(".")[0] == "standins" for n in names), path
 
 
 def test_dockerfile_runs_as_the_unprivileged_berater_user() -> None:
