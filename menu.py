@@ -1,6 +1,6 @@
 """The account's menu: `python menu.py create|show|check|delete [--file data/menu.json]`.
 
-The same as `flask --app run wechat menu ...`; the work is in berater/menu.py.
+The same as `flask --app run wechat menu ...`; the work is in berater/wechat/menu.py.
 """
 
 from __future__ import annotations

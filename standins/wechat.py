@@ -88,7 +88,7 @@ class FakeWeChat:
         self._codes: dict[str, _Code] = {}
         self._calls: dict[str, int] = {}
         self._faults: dict[str, list[_Fault]] = {}
-        # Access tokens, menu and messages (berater/standins/wechat_api.py).
+        # Access tokens, menu and messages (standins/wechat_api.py).
         self.api = WeChatApi(json_response, appid, secret, token_ttl)
 
     def __repr__(self) -> str:  # never show the secret

@@ -397,7 +397,7 @@ def test_module_main_serves_and_prints_url() -> None:
     assert TOKEN in stderr  # the request was logged, without its query string
 
 
-# -- account API (berater/standins/wechat_api.py) ------------------------------------------------
+# -- account API (standins/wechat_api.py) ------------------------------------------------
 
 STABLE = "/cgi-bin/stable_token"
 MENU_CREATE = "/cgi-bin/menu/create"
