@@ -17,7 +17,7 @@ from flask import Flask
 from flask_migrate import upgrade
 from werkzeug.serving import WSGIRequestHandler
 
-from berater import create_app
+from berater import PROJECT_ROOT, create_app
 
 DEV_HOST, DEV_PORT, WECHAT_PORT = "127.0.0.1", 5000, 5001
 
@@ -32,7 +32,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 def _start_wechat_standin() -> subprocess.Popen[bytes]:
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "standins.wechat", "--port", str(WECHAT_PORT)]
+        [sys.executable, "-m", "standins.wechat", "--port", str(WECHAT_PORT)], cwd=PROJECT_ROOT
     )
     time.sleep(0.5)
     return process
