@@ -5,6 +5,7 @@ Identity data (ID cards, phones) never leaves through a log."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Boolean,
@@ -18,10 +19,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from berater.db import db, utcnow
+from berater.db import Base, db, utcnow
 
 OPENID = 64  # WeChat openids are 28 characters; room for other platforms
 SUBJECT = 80  # an openid, or "user:<username>"
+if TYPE_CHECKING:
+    Model = Base  # what db.Model is built from; type checkers cannot follow the factory
+else:
+    Model = db.Model
+
 # Chinese names need 4-byte-safe UTF-8 on MySQL and MariaDB.
 MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}
 
@@ -33,7 +39,7 @@ class Timestamps:
     )
 
 
-class SourceStudent(Timestamps, db.Model):
+class SourceStudent(Timestamps, Model):
     """The admission list, imported by the admissions office."""
 
     __tablename__ = "source_student"
@@ -48,7 +54,7 @@ class SourceStudent(Timestamps, db.Model):
     department: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
-class Student(Timestamps, db.Model):
+class Student(Timestamps, Model):
     """A WeChat user bound to one row of the admission list."""
 
     __tablename__ = "student"
@@ -62,7 +68,7 @@ class Student(Timestamps, db.Model):
     )
 
 
-class Candidate(Timestamps, db.Model):
+class Candidate(Timestamps, Model):
     """An exam candidate (考生) who registered their details."""
 
     __tablename__ = "candidate"
@@ -77,7 +83,7 @@ class Candidate(Timestamps, db.Model):
     subject: Mapped[str] = mapped_column(String(16), nullable=False)
 
 
-class Privilege(db.Model):
+class Privilege(Model):
     """A role held by a subject (an openid or `user:<username>`)."""
 
     __tablename__ = "privilege"
@@ -90,7 +96,7 @@ class Privilege(db.Model):
     granted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
-class AuthUser(Timestamps, db.Model):
+class AuthUser(Timestamps, Model):
     """A username and password account (staff, partner tools)."""
 
     __tablename__ = "auth_user"
@@ -101,7 +107,7 @@ class AuthUser(Timestamps, db.Model):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
 
 
-class NovaReg(Timestamps, db.Model):
+class NovaReg(Timestamps, Model):
     """A club registration; cancelling keeps the row (soft delete)."""
 
     __tablename__ = "nova_reg"
@@ -120,7 +126,7 @@ class NovaReg(Timestamps, db.Model):
 # --- audit log (admin invitations, roles and accounts) ---------------------------------------
 
 
-class AuditLog(db.Model):
+class AuditLog(Model):
     """One grant, revoke or account change: who did what to whom, when and from where."""
 
     __tablename__ = "audit_log"
