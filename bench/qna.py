@@ -50,6 +50,7 @@ from berater.qna.corpus import Paragraph, load  # noqa: E402
 from berater.qna.engine import Engine  # noqa: E402
 from berater.qna.evaluate import load_questions  # noqa: E402
 from berater.qna.index import Index  # noqa: E402
+from berater.settings import default  # noqa: E402
 
 CAMPUSES = ["仙林校区", "鼓楼校区", "浦口校区", "苏州校区", "江北新区", "医学院区", "国际学院"]
 SENTENCE = re.compile(r"(?<=[。；！？])")
@@ -169,8 +170,8 @@ def main() -> None:
     parser.add_argument("--startups", type=int, default=3, help="worker start-ups, best taken")
     args = parser.parse_args()
 
-    handbook = load(ROOT / "data/qna/handbook")
-    words = segment.read_userdict(ROOT / "data/jieba-userdict.txt")
+    handbook = load(ROOT / default("QNA_CORPUS"))
+    words = segment.read_userdict(ROOT / default("QNA_USERDICT"))
     questions = [q.q for q in load_questions(ROOT / "data/qna/dev-questions.jsonl")]
     paragraphs = replicate(handbook, args.paragraphs)
     segment.warm()  # the build time below is the index's, not jieba's dictionary load

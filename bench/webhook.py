@@ -279,10 +279,11 @@ def demo_index(tmp: Path) -> Path:
     from berater.qna import segment
     from berater.qna.corpus import load
     from berater.qna.index import Index
+    from berater.settings import default
 
     path = tmp / "qna-index.npz"
-    words = segment.read_userdict(tc.PROJECT_ROOT / "data/jieba-userdict.txt")
-    Index.build(load(tc.PROJECT_ROOT / "data/qna/handbook"), words).save(path)
+    words = segment.read_userdict(tc.PROJECT_ROOT / default("QNA_USERDICT"))
+    Index.build(load(tc.PROJECT_ROOT / default("QNA_CORPUS")), words).save(path)
     return path
 
 

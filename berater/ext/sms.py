@@ -30,12 +30,11 @@ from berater.errors import (
     UpstreamError,
 )
 from berater.ext.store import Store
-from berater.settings import ConfigError
+from berater.settings import ConfigError, default
 
 log = logging.getLogger("berater.sms")
 
 SENDSMS_VERSION = "2017-05-25"
-DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com"
 BEIJING = timezone(timedelta(hours=8))
 # Anything we log from the provider must look like one of its codes or request ids.
 SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
@@ -105,7 +104,8 @@ class AliyunBackend:
         usable = parts.scheme in {"http", "https"} and parts.hostname and "@" not in parts.netloc
         if not usable or parts.path not in {"", "/"} or parts.query or parts.fragment:
             raise ConfigError(
-                f"SMS_ENDPOINT must be an http(s) URL without a path, e.g. {DEFAULT_ENDPOINT}"
+                "SMS_ENDPOINT must be an http(s) URL without a path, "
+                f"e.g. {default('SMS_ENDPOINT')}"
             )
         # The SDK joins scheme, host and path itself; the port rides in the host, and the
         # client's port must stay 80 so that it adds none of its own.
@@ -232,15 +232,6 @@ class Sms:
         if "berater.sms" in app.extensions:
             raise RuntimeError("the SMS extension is already registered on this app")
         config = app.config
-        config.setdefault("SMS_BACKEND", "console")
-        config.setdefault("SMS_ENDPOINT", DEFAULT_ENDPOINT)
-        config.setdefault("SMS_REGION", "cn-hangzhou")
-        config.setdefault("SMS_ACCESS_KEY", "")
-        config.setdefault("SMS_ACCESS_SECRET", "")
-        config.setdefault("SMS_SIGN_NAME", "")
-        config.setdefault("SMS_TEMPLATE_CODE", "")
-        config.setdefault("SMS_TIMEOUT", (2.0, 3.0))
-        config.setdefault("SMS_CODE_TTL", 300)
         factory = BACKENDS.get(config["SMS_BACKEND"])
         if factory is None:
             raise ConfigError(f"SMS_BACKEND must be one of {', '.join(BACKENDS)}")

@@ -63,8 +63,6 @@ class Store:
     def init_app(self, app: Flask) -> None:
         if "berater.store" in app.extensions:
             raise RuntimeError("the store is already registered on this app")
-        app.config.setdefault("REDIS_URL", "")
-        app.config.setdefault("REDIS_SOCKET_TIMEOUT", 1.0)
         client = connect(
             app.config["REDIS_URL"], app.instance_path, app.config["REDIS_SOCKET_TIMEOUT"]
         )

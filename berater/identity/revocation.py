@@ -76,7 +76,6 @@ class _Copy:
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("REVOCATION_SYNC", 1.0)
     app.extensions["berater.identity.revocation"] = _Copy()
 
 

@@ -129,7 +129,7 @@ class Qna:
     def init_app(self, app: Flask) -> None:
         if "berater.qna" in app.extensions:
             raise RuntimeError("qna is already registered on this app")
-        name = app.config.setdefault("QNA_BACKEND", "lexical")
+        name = app.config["QNA_BACKEND"]
         if name not in BACKENDS:
             raise RuntimeError(f"QNA_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}")
         app.extensions["berater.qna"] = QnaState(None, BACKENDS[name](), None)

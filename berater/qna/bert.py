@@ -29,13 +29,10 @@ import numpy as np
 import zmq
 from bert_serving.client import BertClient
 
-from berater.settings import ConfigError
+from berater.settings import ConfigError, default
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 5555
-DEFAULT_PORT_OUT = 5556
-DEFAULT_TIMEOUT = 3.0
 BATCH = 256  # texts per request when encoding long lists (the server's max_batch_size)
 # BertClient formats its endpoints as tcp://<host>:<port>: a host name or an IPv4 address.
 HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
@@ -59,9 +56,9 @@ class BertUnavailable(Exception):
 class BertEncoder:
     """Sentence vectors from one bert-serving server; safe to share between threads."""
 
-    def __init__(
-        self, host: str, port: int, port_out: int, timeout: float = DEFAULT_TIMEOUT
-    ) -> None:
+    def __init__(self, host: str, port: int, port_out: int, timeout: float | None = None) -> None:
+        if timeout is None:
+            timeout = float(default("BERT_TIMEOUT"))
         if not HOST_RE.match(host or ""):
             raise ValueError(f"BERT host must be a host name or IPv4 address, not {host!r}")
         for name, value in (("port", port), ("port_out", port_out)):
@@ -304,9 +301,10 @@ def _normalised(raw: Any, rows: int) -> np.ndarray:
     return vectors
 
 
-def _setting(config: Mapping[str, Any], key: str, default: float) -> Any:
+def _setting(config: Mapping[str, Any], key: str) -> Any:
+    """`key` from `config`, or its default when it is missing or empty."""
     value = config.get(key)
-    return default if value is None or value == "" else value
+    return default(key) if value is None or value == "" else value
 
 
 def encoder_from_config(config: Mapping[str, Any]) -> BertEncoder | None:
@@ -318,9 +316,9 @@ def encoder_from_config(config: Mapping[str, Any]) -> BertEncoder | None:
     try:
         return BertEncoder(
             host,
-            int(_setting(config, "BERT_PORT", DEFAULT_PORT)),
-            int(_setting(config, "BERT_PORT_OUT", DEFAULT_PORT_OUT)),
-            float(_setting(config, "BERT_TIMEOUT", DEFAULT_TIMEOUT)),
+            int(_setting(config, "BERT_PORT")),
+            int(_setting(config, "BERT_PORT_OUT")),
+            float(_setting(config, "BERT_TIMEOUT")),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"BERT settings are invalid: {exc}") from None

@@ -16,6 +16,7 @@ import numpy as np
 
 from berater.qna.bert import BertEncoder, BertUnavailable
 from berater.qna.index import Index, document_text
+from berater.settings import default
 
 Mode = Literal["lexical", "bert", "hybrid"]
 MODES: tuple[Mode, ...] = ("lexical", "bert", "hybrid")
@@ -64,16 +65,17 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    lexical: float = 0.1
-    bert: float = 0.5
-    bert_weight: float = 0.5  # share of the BERT cosine in the hybrid score
+    lexical: float = default("QNA_MIN_SCORE")
+    bert: float = default("QNA_BERT_MIN_SCORE")
+    bert_weight: float = default("QNA_BERT_WEIGHT")  # share of the BERT cosine in hybrid
 
     @classmethod
     def from_config(cls, config: Mapping) -> Thresholds:
+        """The thresholds `config` sets; the settings' defaults for those it lacks."""
         return cls(
-            lexical=float(config.get("QNA_MIN_SCORE", cls.lexical)),
-            bert=float(config.get("QNA_BERT_MIN_SCORE", cls.bert)),
-            bert_weight=float(config.get("QNA_BERT_WEIGHT", cls.bert_weight)),
+            lexical=float(config.get("QNA_MIN_SCORE", default("QNA_MIN_SCORE"))),
+            bert=float(config.get("QNA_BERT_MIN_SCORE", default("QNA_BERT_MIN_SCORE"))),
+            bert_weight=float(config.get("QNA_BERT_WEIGHT", default("QNA_BERT_WEIGHT"))),
         )
 
     def floor(self, mode: Mode) -> float:

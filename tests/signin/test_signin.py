@@ -19,7 +19,7 @@ import requests
 from flask import Flask
 
 from berater.db import db
-from berater.settings import Config, ProdConfig
+from berater.settings import default
 from tests import factories
 
 EXCHANGE = "/sns/oauth2/access_token"
@@ -404,8 +404,8 @@ def test_the_session_cookie_is_httponly_and_samesite_lax(live_server, wechat, ht
     attributes = {part.strip().split("=", 1)[0].lower() for part in cookie.split(";")}
     assert "httponly" in attributes
     assert "samesite=lax" in cookie.lower()
-    assert Config.SESSION_COOKIE_SAMESITE == "Lax"
-    assert ProdConfig.SESSION_COOKIE_SECURE is True
+    assert default("SESSION_COOKIE_SAMESITE") == "Lax"
+    assert default("SESSION_COOKIE_SECURE") is True
 
 
 @pytest.fixture

@@ -79,8 +79,8 @@ def _send(app: Flask, template_id: str, notice: Notice) -> None:
 def _send_with_retries(template_id: str, notice: Notice) -> None:
     from berater.ext.wechat.client import RecipientUnavailable, send_template
 
-    retries = max(0, int(current_app.config.get("NOVA_NOTIFY_RETRIES", 3)))
-    delay = float(current_app.config.get("NOVA_NOTIFY_BACKOFF", 2.0))
+    retries = max(0, int(current_app.config["NOVA_NOTIFY_RETRIES"]))
+    delay = float(current_app.config["NOVA_NOTIFY_BACKOFF"])
     data = message_data(notice)
     for attempt in range(1, retries + 2):
         try:

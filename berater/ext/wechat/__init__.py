@@ -19,9 +19,6 @@ class WeChat:
     def init_app(self, app: Flask) -> None:
         if "berater.wechat" in app.extensions:
             raise RuntimeError("wechat is already registered on this app")
-        app.config.setdefault("WECHAT_API_BASE", "https://api.weixin.qq.com")
-        app.config.setdefault("WECHAT_OAUTH_BASE", "https://open.weixin.qq.com")
-        app.config.setdefault("WECHAT_TIMEOUT", (2.0, 3.0))
         app.extensions["berater.wechat"] = self
 
     def openid_for_code(self, code: str) -> str:

@@ -51,7 +51,7 @@ def access_token() -> str:
     token = store.get(AREA, TOKEN_KEY)
     if token:
         return token
-    wait = float(current_app.config.get("WECHAT_TOKEN_WAIT", 3.0))
+    wait = float(current_app.config["WECHAT_TOKEN_WAIT"])
     deadline = time.monotonic() + wait
     while True:
         owner = secrets.token_hex(16)
@@ -102,7 +102,7 @@ def _fetch(force: bool) -> tuple[str, int]:
     """Ask WeChat for a token: (token, expires_in seconds)."""
     cfg = current_app.config
     base = cfg["WECHAT_API_BASE"].rstrip("/")
-    endpoint = cfg.get("WECHAT_TOKEN_ENDPOINT", "stable")
+    endpoint = cfg["WECHAT_TOKEN_ENDPOINT"]
     try:
         if endpoint == "classic":
             params = {
