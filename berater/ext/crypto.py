@@ -16,6 +16,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, current_app
 
+from berater.ext import Extension
 from berater.settings import ConfigError
 
 MAX_TOKEN_CHARS = 2048
@@ -83,24 +84,14 @@ def build_fernet(keys: list[str]) -> MultiFernet:
     return MultiFernet(fernets)
 
 
-class Crypto:
+class Crypto(Extension[MultiFernet]):
     """Flask extension that mints and reads tokens with the app's keys."""
 
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
+    extension_key = "berater.crypto"
+    label = "crypto"
 
-    def init_app(self, app: Flask) -> None:
-        if "berater.crypto" in app.extensions:
-            raise RuntimeError("crypto is already registered on this app")
-        app.extensions["berater.crypto"] = build_fernet(list(app.config["CRYPTO_KEYS"]))
-
-    @property
-    def _fernet(self) -> MultiFernet:
-        try:
-            return current_app.extensions["berater.crypto"]
-        except KeyError:
-            raise RuntimeError("crypto is not registered; did you forget init_app?") from None
+    def create(self, app: Flask) -> MultiFernet:
+        return build_fernet(list(app.config["CRYPTO_KEYS"]))
 
     def mint(
         self,
@@ -121,14 +112,14 @@ class Crypto:
             signed_in_at=round(signed_in, 3),
             profile=profile or {},
         )
-        return self._fernet.encrypt(claims.to_payload()).decode(), claims
+        return self.state.encrypt(claims.to_payload()).decode(), claims
 
     def read(self, token: str, now: float | None = None) -> Claims:
         """The claims of a token, or TokenInvalid / TokenExpired."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenInvalid("no token or too long")
         try:
-            raw = self._fernet.decrypt(token.encode("ascii"))
+            raw = self.state.decrypt(token.encode("ascii"))
         except (InvalidToken, UnicodeEncodeError):
             raise TokenInvalid("cannot decrypt") from None
         claims = Claims.from_payload(raw)

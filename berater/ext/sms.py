@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app
+from flask import Flask
 
 from berater.errors import (
     ApiError,
@@ -29,6 +29,7 @@ from berater.errors import (
     TooManyRequests,
     UpstreamError,
 )
+from berater.ext import Extension
 from berater.ext.store import Store
 from berater.settings import ConfigError, default
 
@@ -221,32 +222,24 @@ BACKENDS: dict[str, Callable[[Mapping[str, Any]], Backend]] = {
 # --- the extension --------------------------------------------------------------------------
 
 
-class Sms:
+class Sms(Extension[Backend]):
     """Flask extension: `sms.send_code(phone, code)` through the configured backend."""
 
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
+    extension_key = "berater.sms"
+    label = "the SMS extension"
 
-    def init_app(self, app: Flask) -> None:
-        if "berater.sms" in app.extensions:
-            raise RuntimeError("the SMS extension is already registered on this app")
+    def create(self, app: Flask) -> Backend:
         config = app.config
         factory = BACKENDS.get(config["SMS_BACKEND"])
         if factory is None:
             raise ConfigError(f"SMS_BACKEND must be one of {', '.join(BACKENDS)}")
         _silence_sdk_logs()
-        app.extensions["berater.sms"] = factory(config)
+        return factory(config)
 
     @property
     def backend(self) -> Backend:
         """The backend of the current app."""
-        try:
-            return current_app.extensions["berater.sms"]  # type: ignore[no-any-return]
-        except KeyError:
-            raise RuntimeError(
-                "the SMS extension is not registered on this app; did you forget init_app?"
-            ) from None
+        return self.state
 
     def send_code(self, phone: str, code: str) -> None:
         """Deliver `code` to `phone` (11 digits, already normalised), or raise an ApiError."""

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from berater.errors import StoreUnavailable
-from berater.ext import embedded_redis
+from berater.ext import Extension, embedded_redis
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,30 +53,21 @@ def connect(url: str, instance_path: str, timeout: float) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(path), **options)
 
 
-class Store:
+class Store(Extension[redis.Redis]):
     """Flask extension: `store.get("sms", key)`, counters, set-if-absent, get-and-delete."""
 
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
+    extension_key = "berater.store"
+    label = "the store"
 
-    def init_app(self, app: Flask) -> None:
-        if "berater.store" in app.extensions:
-            raise RuntimeError("the store is already registered on this app")
-        client = connect(
+    def create(self, app: Flask) -> redis.Redis:
+        return connect(
             app.config["REDIS_URL"], app.instance_path, app.config["REDIS_SOCKET_TIMEOUT"]
         )
-        app.extensions["berater.store"] = client
 
     @property
     def client(self) -> redis.Redis:
         """The raw client of the current app, for scripts and pipelines."""
-        try:
-            return current_app.extensions["berater.store"]
-        except KeyError:
-            raise RuntimeError(
-                "the store is not registered on this app; did you forget init_app?"
-            ) from None
+        return self.state
 
     @staticmethod
     def key(area: str, key: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from flask import Flask, current_app
 
 from berater.errors import ServiceUnavailable
+from berater.ext import Extension
 from berater.qna import segment
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.engine import MAX_QUESTION, Engine, Mode, Thresholds, reply_text
@@ -119,21 +120,21 @@ class QnaState:
         self.problem = problem
 
 
-class Qna:
+class Qna(Extension[QnaState]):
     """Flask extension: the handbook engine and the webhook's Q&A backend."""
 
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
+    extension_key = "berater.qna"
+    label = "qna"
 
     def init_app(self, app: Flask) -> None:
-        if "berater.qna" in app.extensions:
-            raise RuntimeError("qna is already registered on this app")
+        super().init_app(app)
+        self.load(app)
+
+    def create(self, app: Flask) -> QnaState:
         name = app.config["QNA_BACKEND"]
         if name not in BACKENDS:
             raise RuntimeError(f"QNA_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}")
-        app.extensions["berater.qna"] = QnaState(None, BACKENDS[name](), None)
-        self.load(app)
+        return QnaState(None, BACKENDS[name](), None)
 
     def load(self, app: Flask) -> None:
         """(Re)load the app's index file; without one, Q&A answers 503 until it is built."""
@@ -149,15 +150,6 @@ class Qna:
         thresholds = Thresholds.from_config(app.config)
         state.engine = Engine(index, encoder_from_config(app.config), thresholds)
         state.problem = None
-
-    @property
-    def state(self) -> QnaState:
-        try:
-            return current_app.extensions["berater.qna"]
-        except KeyError:
-            raise RuntimeError(
-                "qna is not registered on this app; did you forget init_app?"
-            ) from None
 
     @property
     def engine(self) -> Engine:

@@ -6,20 +6,18 @@ from urllib.parse import urlencode
 
 from flask import Flask, current_app
 
+from berater.ext import Extension
 from berater.ext.wechat.oauth import exchange_code
 
 
-class WeChat:
-    """Flask extension holding the account's WeChat settings."""
+class WeChat(Extension["WeChat"]):
+    """Flask extension for the account's WeChat calls; it reads the app's settings per call."""
 
-    def __init__(self, app: Flask | None = None) -> None:
-        if app is not None:
-            self.init_app(app)
+    extension_key = "berater.wechat"
+    label = "wechat"
 
-    def init_app(self, app: Flask) -> None:
-        if "berater.wechat" in app.extensions:
-            raise RuntimeError("wechat is already registered on this app")
-        app.extensions["berater.wechat"] = self
+    def create(self, app: Flask) -> WeChat:
+        return self
 
     def openid_for_code(self, code: str) -> str:
         """Exchange a one-time OAuth `code` for the user's openid."""
