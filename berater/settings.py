@@ -168,6 +168,9 @@ class Config:
     NOVA_TEMPLATE_ID = ""  # the WeChat template message on register and cancel; empty: none
     NOVA_NOTIFY_RETRIES = 3  # further tries of a failed message, in the background
     NOVA_NOTIFY_BACKOFF = 2.0  # seconds before the first retry, doubled after each (fixed)
+    # --- Background tasks (berater/ext/tasks.py): slow chat answers, nova messages ---
+    TASK_WORKERS = 4  # threads per process, started at the first task
+    TASK_QUEUE = 500  # tasks that may wait; a task past that is refused and logged
 
 
 class DevConfig(Config):
@@ -235,6 +238,9 @@ PARSERS: dict[str, Any] = {
     "FACE_SEE_ID_CARDS": _bool,
     # Nova club registration (berater/nova/)
     "NOVA_NOTIFY_RETRIES": int,
+    # Background tasks (berater/ext/tasks.py)
+    "TASK_WORKERS": int,
+    "TASK_QUEUE": int,
     # Q&A (berater/qna/)
     "QNA_BACKEND": lambda value: _choice(value, ("lexical", "bert", "hybrid", "placeholder")),
     "QNA_MIN_SCORE": float,
@@ -308,6 +314,9 @@ ENV_KEYS = (
     # Nova club registration (berater/nova/)
     "NOVA_TEMPLATE_ID",
     "NOVA_NOTIFY_RETRIES",
+    # Background tasks (berater/ext/tasks.py)
+    "TASK_WORKERS",
+    "TASK_QUEUE",
 )
 PROD_SECRETS = ("SECRET_KEY", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "DATABASE_URL")
 MIN_APP_TOKEN_CHARS = 22  # 128 bits of base64
