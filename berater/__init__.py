@@ -64,7 +64,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
     """
     from berater import errors, http, logs
-    from berater.extensions import crypto, db, migrate, sms, spec, store, wechat
+    from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat
 
     app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
     settings = load_config(config) if isinstance(config, str) else load_config(overrides=config)
@@ -86,6 +86,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     crypto.init_app(app)
     wechat.init_app(app)
     sms.init_app(app)
+    tasks.init_app(app)
 
     app.before_request(http.read_json_body)
     # The JSON API's features nest their blueprints in this one, made per app.

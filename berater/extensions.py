@@ -12,6 +12,7 @@ from berater.db import db
 from berater.ext.crypto import Crypto
 from berater.ext.sms import Sms
 from berater.ext.store import Store
+from berater.ext.tasks import Tasks
 from berater.ext.wechat import WeChat
 from berater.qna.answers import Qna
 
@@ -67,7 +68,8 @@ migrate = Migrate(render_as_batch=True, compare_type=True)
 store = Store()
 crypto = Crypto()
 wechat = WeChat()
+tasks = Tasks()  # the background pool (berater/ext/tasks.py): TASK_WORKERS, TASK_QUEUE
 sms = Sms()  # SMS codes: Aliyun or the console backend (berater/ext/sms.py)
 qna = Qna()  # the Q&A engine's interface (berater/qna/answers.py), QNA_BACKEND
 
-__all__ = ["crypto", "db", "migrate", "qna", "sms", "spec", "store", "wechat"]
+__all__ = ["crypto", "db", "migrate", "qna", "sms", "spec", "store", "tasks", "wechat"]

@@ -301,6 +301,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NOVA_TEMPLATE_ID", text, "", "template message on nova register and cancel"),
     Setting("NOVA_NOTIFY_RETRIES", integer(0, 10), 3, "further tries of a failed message"),
     fixed("NOVA_NOTIFY_BACKOFF", 2.0, "seconds before the first retry, doubled after each"),
+    # --- background tasks ---
+    Setting("TASK_WORKERS", integer(1, 256), 4,
+            "background threads per process, started at the first task"),
+    Setting("TASK_QUEUE", integer(1, 100_000), 500,
+            "background tasks that may wait; one past that is refused and logged"),
     # --- SMS codes ---
     Setting("SMS_BACKEND", choice("aliyun", "console"), "aliyun",
             "who sends codes (console: logs them, /dev/sms)", dev="console"),

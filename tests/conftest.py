@@ -155,6 +155,9 @@ def make_app(
     wechat.fake.reset()
     aliyun.fake.reset()
     yield build
+    for app in apps:
+        # Background tasks end before the data they use is emptied and the stand-ins reset.
+        app.extensions["berater.tasks"].shutdown(timeout=5)
     wechat.fake.reset()
     aliyun.fake.reset()
     for app in apps:

@@ -28,6 +28,7 @@ PROBE = textwrap.dedent(
         "jieba_loaded": __import__("berater.qna.segment").qna.segment._tokenizer is not None,
     }
     app = berater.create_app({"BERATER_ENV": "testing", **settings})
+    report["threads_after_create_app"] = threading.active_count()
     report["imported_by_create_app"] = sorted(
         m for m in set(sys.modules) - after_prefork if m.startswith("berater")
     )
@@ -64,6 +65,8 @@ def test_prefork_imports_every_module_create_app_needs(with_index: dict) -> None
 def test_prefork_starts_nothing_a_fork_would_break(with_index: dict) -> None:
     # No threads (they do not survive a fork), no store or database files: only imports.
     assert with_index["threads"] == 1
+    # Nor does creating the app: the background tasks' threads start at the first task.
+    assert with_index["threads_after_create_app"] == 1
     assert with_index["instance_created"] is False
 
 

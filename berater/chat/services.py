@@ -2,7 +2,8 @@
 
 Order matters: the query signature and timestamp are checked before the body is read or
 parsed; a message is handled once per dedupe key within DEDUPE_TTL (a repeat gets the stored
-reply); a slow route answers `success` at once and sends its text through the API later.
+reply); a slow route answers `success` at once and sends its text through the API later,
+from a background task (when the task queue is full, it answers BUSY_REPLY instead).
 
 Two ways to keep "once" (routes.py says which route takes which):
 * a route with side effects, or a slow one, is claimed before it runs: of parallel
@@ -20,16 +21,15 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
-from flask import Flask, current_app
+from flask import current_app
 
 from berater.chat import crypto
 from berater.chat.messages import MalformedMessage, Message, parse_message, parse_xml
 from berater.chat.replies import SUCCESS, encrypted_envelope, fit_text, text_reply
 from berater.chat.routes import Handler, route_for
 from berater.errors import BadRequest, Forbidden
-from berater.extensions import store
+from berater.extensions import store, tasks
 
 log = logging.getLogger("berater.chat")
 
@@ -40,8 +40,8 @@ WAIT_FOR_FIRST = 3.5  # seconds a parallel repeat waits for the first delivery's
 PENDING = "pending"
 DONE = "reply:"
 MAX_ECHOSTR = 256
-# Slow replies run here, bounded so that a burst of questions cannot start unbounded threads.
-_slow_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat-slow")
+# The reply to a slow message when the background queue is full: its answer would never come.
+BUSY_REPLY = "现在提问的人很多，请稍后再问一次。"
 
 
 class SignatureRefused(Forbidden):
@@ -134,8 +134,7 @@ def _claim_and_run(handler: Handler, slow: bool, message: Message) -> str:
         return _reply_of_first(key, store.get(AREA, key))
     try:
         if slow:
-            _run_later(handler, message)
-            reply = SUCCESS
+            reply = SUCCESS if _run_later(handler, message) else _busy(message)
         else:
             reply = _reply(handler, message)
     except BaseException:
@@ -167,25 +166,28 @@ def _reply_of_first(key: str, value: str | None) -> str:
     return SUCCESS  # the first failed or is slow: never run the handler twice
 
 
-def _run_later(handler: Handler, message: Message) -> None:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+def _run_later(handler: Handler, message: Message) -> bool:
+    """Queue a slow handler; False when the background queue is full."""
+    if not tasks.submit("chat.answer", _send_later, handler, message):
+        return False
     log.info("chat %s/%s answered later", message.msg_type, message.event or "-")
-    _slow_pool.submit(_send_later, app, handler, message)
+    return True
 
 
-def _send_later(app: Flask, handler: Handler, message: Message) -> None:
-    """Run a slow handler in its own app context and send its text as a customer-service
-    message (WeChat allows this within 48 h of the user's last message)."""
-    with app.app_context():
-        try:
-            text = handler(message)
-            if text:
-                from berater.ext.wechat.client import send_text  # written alongside this
+def _send_later(handler: Handler, message: Message) -> None:
+    """Run a slow handler (a background task, in the app's context) and send its text as a
+    customer-service message (WeChat allows this within 48 h of the user's last message).
+    A failure is logged by the pool, by exception type only."""
+    text = handler(message)
+    if text:
+        from berater.ext.wechat.client import send_text  # written alongside this
 
-                send_text(message.sender, text)
-        except Exception as exc:  # a background thread has nobody to raise to
-            # Only the type: a transport error's text can hold the URL with the access token.
-            log.warning("slow chat reply not sent: %s", type(exc).__name__)
+        send_text(message.sender, text)
+
+
+def _busy(message: Message) -> str:
+    log.info("chat %s/%s not answered: the queue is full", message.msg_type, message.event or "-")
+    return text_reply(message.sender, message.account, BUSY_REPLY)
 
 
 def render(reply: str, aes_key: str | None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,7 +10,9 @@ import pytest
 from defusedxml.ElementTree import fromstring
 
 from berater.chat import routes
+from berater.chat.services import BUSY_REPLY
 from berater.db import db
+from berater.extensions import tasks
 from tests import factories
 from tests.chat.helpers import (
     AES_KEY,
@@ -383,6 +386,40 @@ def test_a_slow_qna_answers_success_at_once_and_sends_the_answer_later(make_app,
     assert len(sent) == 1
     assert sent[0]["touser"] == "o_asker"
     assert sent[0]["text"]["content"].startswith("九月一日报到")
+
+
+def test_a_slow_question_gets_a_busy_reply_when_the_task_queue_is_full(
+    make_app, slow_qna, wechat, log_records
+):
+    app = make_app(
+        QNA_BACKEND=slow_qna, TEST_QNA_ANSWER="九月一日报到", TASK_WORKERS=1, TASK_QUEUE=1
+    )
+    release, busy = threading.Event(), threading.Event()
+
+    def block() -> None:
+        busy.set()
+        release.wait(10)
+
+    with app.app_context():
+        assert tasks.submit("test.block", block) and busy.wait(5)
+        assert tasks.submit("test.waiting", time.sleep, 0)
+    try:
+        client = app.test_client()
+        started = time.monotonic()
+        response = post(client, text_xml("新生报到时间？", sender="o_asker", msg_id="801"))
+        assert time.monotonic() - started < 1
+        assert reply_fields(response)["Content"] == BUSY_REPLY
+        # A repeat delivery gets the same reply; the question is never answered twice.
+        again = post(client, text_xml("新生报到时间？", sender="o_asker", msg_id="801"))
+        assert reply_fields(again)["Content"] == BUSY_REPLY
+    finally:
+        release.set()
+    assert app.extensions["berater.tasks"].wait_idle(5)
+    assert wechat.fake.sent == []
+    assert any(
+        r.getMessage() == "task chat.answer dropped: the queue is full (1 waiting)"
+        for r in log_records
+    )
 
 
 def test_a_long_slow_answer_is_cut_with_the_link(make_app, slow_qna, wechat):
