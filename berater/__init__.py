@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -99,7 +99,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/openapi.json")
     def openapi() -> Response:
-        return app.json.response(spec.spec)
+        return cast(Response, app.json.response(spec.spec))
 
     return app
 

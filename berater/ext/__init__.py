@@ -3,7 +3,7 @@ the one shape every Berater extension shares."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 
 from flask import Flask, current_app
 
@@ -38,7 +38,7 @@ class Extension(Generic[S]):
     def state(self) -> S:
         """The current app's state."""
         try:
-            return current_app.extensions[self.extension_key]  # type: ignore[no-any-return]
+            return cast(S, current_app.extensions[self.extension_key])
         except KeyError:
             raise RuntimeError(
                 f"{self.label} is not registered on this app; did you forget init_app?"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 from flask import Flask
@@ -76,7 +76,7 @@ class Store(Extension[redis.Redis]):
 
     @_guard
     def get(self, area: str, key: str) -> str | None:
-        return self.client.get(self.key(area, key))
+        return cast(str | None, self.client.get(self.key(area, key)))
 
     @_guard
     def set(self, area: str, key: str, value: str | int | float, ttl: float | None = None) -> None:
@@ -90,7 +90,7 @@ class Store(Extension[redis.Redis]):
     @_guard
     def get_and_delete(self, area: str, key: str) -> str | None:
         """Read and remove in one step: of two concurrent callers only one gets the value."""
-        return self.client.getdel(self.key(area, key))
+        return cast(str | None, self.client.getdel(self.key(area, key)))
 
     @_guard
     def delete(self, area: str, *keys: str) -> int:
