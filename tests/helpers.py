@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
 
 def bearer(token: str) -> dict[str, str]:
     """The Authorization header for a user token."""
@@ -13,3 +23,27 @@ def token_for(client, openid: str) -> str:
     response = client.post(f"/api/test/token/{openid}")
     assert response.status_code == 200, response.get_json()
     return response.get_json()["data"]["token"]
+
+
+@contextmanager
+def commit_fails() -> Iterator[None]:
+    """Every commit in the block fails before reaching the database, as a lost connection or a
+    deadlock at COMMIT would: the transaction rolls back (a request answers 500). Savepoints
+    are released as usual."""
+
+    def refuse(session: Session) -> None:
+        if session.get_nested_transaction() is None:  # not a savepoint's release
+            raise RuntimeError("the commit failed")
+
+    event.listen(Session, "before_commit", refuse)
+    try:
+        yield
+    finally:
+        event.remove(Session, "before_commit", refuse)
+
+
+def in_thread(fn: Callable[[], T]) -> T:
+    """`fn()` in another thread (with no app context of its own), waited for: a request by
+    another worker thread, while this one holds its transaction open."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result(timeout=30)

@@ -5,10 +5,17 @@ bound only to a row of the admission list whose ID card and student or admission
 both match; a wrong number gets the same 404 as an unknown card, and failed attempts are
 limited per openid and day. One ID card is bound to at most one openid (a unique index,
 so concurrent bindings cannot both win).
+
+What follows a binding in the store waits for its commit (berater.db.after_commit): the
+verified phone is deleted, and the roles-changed mark written, only once the binding is
+committed, so a binding that fails leaves the phone verified and no mark. The price: two
+bindings of the same openid at the same moment (a candidate and a student) can both use
+its one verification; both are that openid's, with the phone it proved it holds.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -16,7 +23,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from berater.db import db
+from berater.db import after_commit, db
 from berater.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from berater.extensions import store
 from berater.identifiers import (
@@ -82,7 +89,7 @@ def _candidate_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _phone_for_change(openid: str, phone: str | None) -> str | None:
-    """A new phone must be the one this openid just verified; it is consumed."""
+    """A new phone must be the one this openid just verified; it is used up on commit."""
     if phone is None:
         return None
     try:
@@ -91,7 +98,8 @@ def _phone_for_change(openid: str, phone: str | None) -> str | None:
         raise BadRequest(str(exc)) from None
     if codes.verified_phone(openid) != wanted:
         raise BadRequest("verify the new phone by SMS first")
-    return codes.consume_verified_phone(openid)
+    _use_phone_after_commit(openid, wanted)
+    return wanted
 
 
 def bind_candidate(openid: str, fields: dict[str, Any]) -> Candidate:
@@ -101,8 +109,8 @@ def bind_candidate(openid: str, fields: dict[str, Any]) -> Candidate:
     clean = _candidate_fields(fields)
     row = Candidate(openid=openid, phone=_verified_phone(openid), **clean)
     _insert(row, "already registered as a candidate; use PATCH to change details")
-    _consume_phone(openid, row.phone)
-    revocation.roles_changed(openid)
+    _use_phone_after_commit(openid, row.phone)
+    revocation.roles_changed_after_commit(openid)
     return row
 
 
@@ -149,8 +157,8 @@ def bind_student(openid: str, id_card: str, number: str) -> Student:
         raise Conflict("this ID card is already bound to another WeChat account")
     row = Student(openid=openid, phone=phone, id_card=card)
     _insert(row, "this ID card is already bound to another WeChat account")
-    _consume_phone(openid, phone)
-    revocation.roles_changed(openid)
+    _use_phone_after_commit(openid, phone)
+    revocation.roles_changed_after_commit(openid)
     return row
 
 
@@ -199,10 +207,9 @@ def _verified_phone(openid: str) -> str:
     return phone
 
 
-def _consume_phone(openid: str, phone: str) -> None:
-    """Use up the verified phone; a concurrent binding that used it first wins."""
-    if codes.consume_verified_phone(openid) != phone:
-        raise Forbidden("verify your phone by SMS first")
+def _use_phone_after_commit(openid: str, phone: str) -> None:
+    """Use up the verified phone once the binding commits (if it is still that phone)."""
+    after_commit(functools.partial(codes.use_verified_phone, openid, phone))
 
 
 def _insert(row: object, conflict: str) -> None:

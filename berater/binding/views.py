@@ -42,6 +42,9 @@ def _candidate_record(row: Any) -> dict[str, Any]:
 
 
 def _bound(record: dict[str, Any]) -> Response:
+    """The answer to a binding: a fresh token and the record. Called after the commit, so the
+    token is issued after the binding's roles-changed mark and is not sent back to the
+    database at each check (berater.identity.revocation)."""
     return ok({**issue_token(current_identity.subject), "record": record})
 
 
@@ -57,8 +60,8 @@ def create_candidate() -> Response:
     """Register as a candidate (考生) with the phone just verified by SMS."""
     fields = json_body(CandidateIn).model_dump()
     with transaction():
-        row = services.bind_candidate(_wechat_only(), fields)
-        return _bound(_candidate_record(row))
+        record = _candidate_record(services.bind_candidate(_wechat_only(), fields))
+    return _bound(record)
 
 
 @bp.patch("/candidate")
@@ -68,8 +71,8 @@ def patch_candidate() -> Response:
     """Change some of the candidate's details."""
     fields = json_body(CandidatePatch).model_dump(exclude_unset=True, exclude_none=True)
     with transaction():
-        row = services.update_candidate(_wechat_only(), fields)
-        return _bound(_candidate_record(row))
+        record = _candidate_record(services.update_candidate(_wechat_only(), fields))
+    return _bound(record)
 
 
 @bp.post("/student")
@@ -81,7 +84,8 @@ def create_student() -> Response:
     openid = _wechat_only()
     with transaction():
         services.bind_student(openid, body.id_card, body.id)
-        return _bound(services.own_source(openid))
+        record = services.own_source(openid)
+    return _bound(record)
 
 
 @bp.patch("/student")
@@ -93,7 +97,8 @@ def patch_student() -> Response:
     openid = _wechat_only()
     with transaction():
         services.update_student(openid, fields)
-        return _bound(services.own_source(openid))
+        record = services.own_source(openid)
+    return _bound(record)
 
 
 @bp.get("/source")

@@ -99,9 +99,11 @@ class Crypto(Extension[MultiFernet]):
         roles: tuple[str, ...] | list[str],
         profile: dict[str, Any] | None = None,
         signed_in_at: float | None = None,
+        issued_at: float | None = None,
     ) -> tuple[str, Claims]:
-        """A new token for `subject`; `signed_in_at` carries over on refresh."""
-        now = time.time()
+        """A new token for `subject`; `signed_in_at` carries over on refresh. `issued_at`
+        (default: now) may be earlier than now, never later; expiry counts from it."""
+        now = time.time() if issued_at is None else min(issued_at, time.time())
         signed_in = now if signed_in_at is None else signed_in_at
         ttl = int(current_app.config["TOKEN_TTL"])
         claims = Claims(

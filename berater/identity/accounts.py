@@ -81,21 +81,22 @@ def create_user(username: str, password: str) -> AuthUser:
 
 
 def reset_password(username: str, password: str) -> None:
-    """Set a new password and sign the account out everywhere."""
+    """Set a new password and sign the account out everywhere once the caller commits."""
     user = _get(username)
     check_password_rules(password, user.username)
     user.password_hash = _hasher().hash(password)
     db.session.flush()
-    revocation.sign_out(account_subject(user.username))
+    revocation.sign_out_after_commit(account_subject(user.username))
 
 
 def set_disabled(username: str, disabled: bool = True) -> None:
-    """Disable (or enable) an account; disabling signs it out everywhere."""
+    """Disable (or enable) an account; disabling signs it out everywhere once the caller
+    commits."""
     user = _get(username)
     user.disabled = disabled
     db.session.flush()
     if disabled:
-        revocation.sign_out(account_subject(user.username))
+        revocation.sign_out_after_commit(account_subject(user.username))
 
 
 def list_users() -> list[AuthUser]:

@@ -104,11 +104,12 @@ def identity_from_token(token: str) -> Identity:
         raise Unauthorized("the token has expired; sign in again or refresh") from None
     except TokenInvalid:
         raise Unauthorized("the token is not valid") from None
+    # A token issued in the millisecond of a mark counts as issued before it (see revocation).
     not_before, roles_at = revocation.marks_for(claims.subject)
-    if claims.issued_at < not_before:
+    if claims.issued_at <= not_before:
         raise Unauthorized("the token was revoked; sign in again")
     roles, profile = claims.roles, claims.profile
-    if claims.issued_at < roles_at:
+    if claims.issued_at <= roles_at:
         roles, profile = roles_for(claims.subject)
     kind = "account" if claims.subject.startswith(ACCOUNT_PREFIX) else "wechat"
     return Identity(claims.subject, frozenset(roles), kind, claims, profile)

@@ -7,16 +7,42 @@ and fetches only what changed since its last look, at most once per REVOCATION_S
 seconds. A token check therefore costs no store round trip in the common case, yet a
 sign-out in one worker is seen by all others within a second. Marks are kept for
 TOKEN_TTL (plus a minute): by then every token issued before them has expired.
+
+A mark that follows a database change (a role granted or revoked, a binding, an account
+disabled or given a new password) is written only after that change commits, through
+`berater.db.after_commit`: a change that rolls back leaves no mark, and no token can keep
+what the change took away. Why that order is safe, for a role taken away at commit time C
+with its mark written at time M (C < M, the mark's time read after the commit):
+
+- A token check that finds the mark (issued_at <= M) reads the roles from the database.
+  It read the mark first, after M, so after C, and `token_required` checks before the view
+  reads anything: the request's transaction starts with that roles read, which therefore
+  sees the change.
+- Every token is issued_at the start of the transaction that read its roles
+  (`berater.db.began_at`), or earlier. A token whose roles were read without the change
+  comes from a transaction that began before C, so issued_at < C < M: its next check
+  finds the mark and reads the roles again. That covers a token refreshed between the
+  change and its commit, and one read from an older snapshot on MariaDB (REPEATABLE READ)
+  and minted after the mark.
+- Times are kept to the millisecond, so a token and a mark can carry the same value; a
+  token issued_at a mark's value counts as issued before it.
+
+Had the mark come first, a token refreshed between the mark and the commit would read the
+old roles, carry them with issued_at > M, and keep them until it expires. Other workers see
+a mark within REVOCATION_SYNC, as before; a mark that fails to be written after the commit
+makes the request fail (see `after_commit`) while the change stays committed.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
+from berater.db import after_commit
 from berater.extensions import store
 
 AREA = "revoke"
@@ -115,6 +141,16 @@ def sign_out(subject: str) -> None:
 def roles_changed(subject: str) -> None:
     """Make every token of `subject` issued until now read its roles again."""
     _record(subject, "rat")
+
+
+def sign_out_after_commit(subject: str) -> None:
+    """`sign_out(subject)` once the current transaction commits; nothing if it rolls back."""
+    after_commit(functools.partial(sign_out, subject))
+
+
+def roles_changed_after_commit(subject: str) -> None:
+    """`roles_changed(subject)` once the current transaction commits; nothing if it rolls back."""
+    after_commit(functools.partial(roles_changed, subject))
 
 
 def marks_for(subject: str) -> tuple[float, float]:

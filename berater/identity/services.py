@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+from berater.db import began_at
 from berater.errors import Forbidden, Unauthorized
 from berater.extensions import crypto, wechat
 from berater.identity import accounts, revocation
@@ -16,9 +17,17 @@ from berater.identity.subjects import ACCOUNT_PREFIX, roles_for
 
 
 def issue_token(subject: str, signed_in_at: float | None = None) -> dict[str, Any]:
-    """A token with the roles `subject` holds now."""
+    """A token with the roles `subject` holds now.
+
+    It is issued at the start of the transaction that reads the roles (now, when none is in
+    progress yet), not when it is minted: a role taken away by a commit that read did not
+    see is then marked after the token's issue time (berater.identity.revocation).
+    """
+    issued_at = began_at()
+    if issued_at is None:
+        issued_at = time.time()  # before roles_for begins the transaction
     roles, profile = roles_for(subject)
-    token, claims = crypto.mint(subject, roles, profile, signed_in_at)
+    token, claims = crypto.mint(subject, roles, profile, signed_in_at, issued_at=issued_at)
     return {
         "token": token,
         "student": STUDENT in roles,

@@ -42,7 +42,8 @@ def roles_for(subject: str) -> tuple[tuple[str, ...], dict[str, Any]]:
 
 
 def grant_role(subject: str, role: str, granted_by: str | None = None) -> bool:
-    """Give `role` to `subject`; False when it already held it. The caller commits."""
+    """Give `role` to `subject`; False when it already held it. The caller commits; the
+    subject's tokens pick the role up at their next check after the commit."""
     _check_grantable(role)
     session = db.session
     exists = session.scalar(
@@ -55,19 +56,20 @@ def grant_role(subject: str, role: str, granted_by: str | None = None) -> bool:
             session.add(Privilege(openid=subject, role=role, granted_by=granted_by))
     except IntegrityError:
         return False
-    revocation.roles_changed(subject)
+    revocation.roles_changed_after_commit(subject)
     return True
 
 
 def revoke_role(subject: str, role: str) -> None:
-    """Take `role` from `subject`; its tokens lose the role at their next check."""
+    """Take `role` from `subject`; its tokens lose the role at their next check after the
+    caller commits (the mark follows the commit: berater.identity.revocation)."""
     _check_grantable(role)
     result = db.session.execute(
         delete(Privilege).where(Privilege.openid == subject, Privilege.role == role)
     )
     if not result.rowcount:
         raise NotFound(f"that subject does not hold the role {role!r}")
-    revocation.roles_changed(subject)
+    revocation.roles_changed_after_commit(subject)
 
 
 def _check_grantable(role: str) -> None:

@@ -4,7 +4,8 @@ A code is 6 digits from `secrets`, stored only as an HMAC bound to the purpose, 
 and the phone, for SMS_CODE_TTL (5 min). It is single use and void after SMS_CODE_TRIES (5)
 wrong tries; each try is counted in the store, atomically, before the code is compared, so
 parallel guesses cannot get more than 5 evaluations. A correct code marks the phone verified
-for that openid for SMS_VERIFIED_TTL (30 min); binding consumes it.
+for that openid for SMS_VERIFIED_TTL (30 min); the binding that uses it deletes it once the
+binding is committed (`use_verified_phone`), so a binding that fails leaves it usable.
 
 Sends are limited per phone and per openid (SMS_SEND_LIMITS: 1/min, 5/h, 10/day) and per
 client IP (SMS_IP_LIMITS: 10/h, 50/day). The slots are taken before the provider is called
@@ -29,7 +30,7 @@ from typing import Any
 
 from flask import current_app
 
-from berater.errors import ApiError, BadRequest, Forbidden, TooManyRequests, ValidationFailed
+from berater.errors import ApiError, BadRequest, TooManyRequests, ValidationFailed
 from berater.ext.sms import SmsDeliveryUnknown
 from berater.extensions import sms, store
 from berater.identifiers import InvalidPhone, mask_phone, normalise_phone
@@ -88,6 +89,11 @@ if redis.call('HGET', KEYS[1], 'digest') == ARGV[2] then
 end
 if tries >= max then redis.call('DEL', KEYS[1]) end
 return {'wrong', max - tries}
+"""
+# Delete the verified phone only if it is still the one that was used.
+_USE_VERIFIED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -155,12 +161,14 @@ def verified_phone(openid: str) -> str | None:
     return store.get(AREA, f"verified:{openid}")
 
 
-def consume_verified_phone(openid: str) -> str:
-    """Take the verified phone of `openid` (once); Forbidden when there is none."""
-    phone = store.get_and_delete(AREA, f"verified:{openid}")
-    if not phone:
-        raise Forbidden("verify your phone first")
-    return phone
+def use_verified_phone(openid: str, phone: str) -> bool:
+    """Delete the verified phone of `openid` if it is still `phone`; True when this call did.
+
+    A phone verified again in the meantime (another number) stays verified. Binding calls
+    this after its commit (berater.db.after_commit).
+    """
+    key = store.key(AREA, f"verified:{openid}")
+    return bool(store.script(_USE_VERIFIED)(keys=[key], args=[phone]))
 
 
 def _normalise(phone: Any) -> str:

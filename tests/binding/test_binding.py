@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from berater.db import db
+from berater.db import db, transaction
 from berater.models import Candidate, Student
 from tests import factories
-from tests.helpers import bearer, token_for
+from tests.helpers import bearer, commit_fails, token_for
 
 pytestmark = pytest.mark.backends
 
@@ -80,6 +80,83 @@ def test_binding_needs_a_verified_phone_and_consumes_it(verify_phone, client):
     other = token_for(client, "o_cand2")
     # The verified phone belonged to o_cand and is used up.
     assert client.post("/api/candidate", json=CANDIDATE, headers=bearer(other)).status_code == 403
+
+
+@pytest.mark.parametrize(("failing", "then"), [("candidate", "student"), ("student", "candidate")])
+def test_a_binding_that_fails_to_commit_leaves_the_phone_verified(
+    verify_phone, client, source, aliyun, store_client, failing, then
+):
+    bodies = {"candidate": CANDIDATE, "student": {"id_card": source["id_card"], "id": "202600042"}}
+    token = token_for(client, "o_both")
+    verify_phone(client, token, PHONE)
+    with commit_fails():
+        failed = client.post(f"/api/{failing}", json=bodies[failing], headers=bearer(token))
+    assert failed.status_code == 500
+    assert store_client.get("berater:sms:verified:o_both") == PHONE
+    assert store_client.hget("berater:revoke:marks", "o_both") is None
+    # The same verification serves the next binding (no new text), which uses it up.
+    texts = len(aliyun.fake.sent)
+    bound = client.post(f"/api/{then}", json=bodies[then], headers=bearer(token))
+    assert bound.status_code == 200, bound.get_json()
+    assert len(aliyun.fake.sent) == texts
+    assert store_client.get("berater:sms:verified:o_both") is None
+    assert store_client.hget("berater:revoke:marks", "o_both") is not None
+
+
+@pytest.mark.mariadb  # pysqlite commits at the release of a savepoint opened before any write
+@pytest.mark.parametrize("failing", ["candidate", "student"])
+def test_a_failed_binding_writes_nothing_and_the_same_verification_binds_again(
+    verify_phone, client, app, source, failing
+):
+    body = (
+        CANDIDATE if failing == "candidate" else {"id_card": source["id_card"], "id": "202600042"}
+    )
+    token = token_for(client, "o_again")
+    verify_phone(client, token, PHONE)
+    with commit_fails():
+        assert client.post(f"/api/{failing}", json=body, headers=bearer(token)).status_code == 500
+    with app.app_context():
+        assert db.session.get(Candidate, "o_again") is None
+        assert db.session.get(Student, "o_again") is None
+    bound = client.post(f"/api/{failing}", json=body, headers=bearer(token))
+    assert bound.status_code == 200, bound.get_json()
+    assert bound.get_json()["data"][failing] is True
+
+
+def test_a_phone_change_that_fails_to_commit_keeps_the_old_phone_and_the_new_one_verified(
+    verify_phone, client, app, store_client
+):
+    token = token_for(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    token = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token)).get_json()["data"][
+        "token"
+    ]
+    verify_phone(client, token, "13900139000")
+    with commit_fails():
+        failed = client.patch(
+            "/api/candidate", json={"phone": "13900139000"}, headers=bearer(token)
+        )
+    assert failed.status_code == 500
+    assert store_client.get("berater:sms:verified:o_cand") == "13900139000"
+    with app.app_context():
+        assert db.session.get(Candidate, "o_cand").phone == PHONE
+    moved = client.patch("/api/candidate", json={"phone": "13900139000"}, headers=bearer(token))
+    assert moved.status_code == 200
+    assert store_client.get("berater:sms:verified:o_cand") is None
+
+
+def test_a_phone_verified_again_while_a_binding_commits_stays_verified(
+    verify_phone, client, app, store_client
+):
+    """The binding deletes the verified phone only if it is still the one it used."""
+    from berater.binding import services
+
+    token = token_for(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    with app.app_context(), transaction():
+        services.bind_candidate("o_cand", CANDIDATE)
+        store_client.set("berater:sms:verified:o_cand", "13900139000")  # verified meanwhile
+    assert store_client.get("berater:sms:verified:o_cand") == "13900139000"
 
 
 def test_a_candidate_cannot_register_twice(verify_phone, client):

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from berater.db import db
-from berater.errors import Forbidden
 from berater.sms import services as codes
 from tests import factories
 
@@ -271,10 +270,11 @@ def test_a_code_for_phone_a_does_not_verify_phone_b(make_app, aliyun):
 def test_the_verified_phone_is_consumed_once(client, aliyun, user, ctx):
     send(client, user)
     verify(client, user, last_code(aliyun))
-    assert codes.consume_verified_phone("o_user") == PHONE
+    assert codes.use_verified_phone("o_user", OTHER_PHONE) is False  # not the phone verified
+    assert codes.verified_phone("o_user") == PHONE
+    assert codes.use_verified_phone("o_user", PHONE) is True
     assert codes.verified_phone("o_user") is None
-    with pytest.raises(Forbidden, match="verify your phone first"):
-        codes.consume_verified_phone("o_user")
+    assert codes.use_verified_phone("o_user", PHONE) is False
 
 
 def test_the_verified_phone_expires(make_app, aliyun):
@@ -287,8 +287,7 @@ def test_the_verified_phone_expires(make_app, aliyun):
         assert codes.verified_phone("o_late") == PHONE
         time.sleep(1.2)
         assert codes.verified_phone("o_late") is None
-        with pytest.raises(Forbidden):
-            codes.consume_verified_phone("o_late")
+        assert codes.use_verified_phone("o_late", PHONE) is False
 
 
 # --- who may ask ---------------------------------------------------------------------------------
