@@ -55,7 +55,7 @@ def transaction() -> Iterator[Session]:
     """
     session = db.session
     try:
-        yield session
+        yield session  # type: ignore[misc]  # the scoped proxy stands for the Session
         session.commit()
     except BaseException:
         session.rollback()

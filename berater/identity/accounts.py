@@ -127,7 +127,7 @@ def authenticate(username: str, password: str) -> str:
         good = user is not None and not user.disabled
     except (VerificationError, InvalidHashError):
         good = False
-    if not good:
+    if not good or user is None:
         _count_failure(name)
         raise Unauthorized(BAD_LOGIN)
     store.delete(FAILED, name)

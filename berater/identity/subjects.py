@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from berater.db import db
@@ -67,7 +68,7 @@ def revoke_role(subject: str, role: str) -> None:
     result = db.session.execute(
         delete(Privilege).where(Privilege.openid == subject, Privilege.role == role)
     )
-    if not result.rowcount:
+    if not cast(CursorResult[Any], result).rowcount:  # a DELETE's result counts its rows
         raise NotFound(f"that subject does not hold the role {role!r}")
     revocation.roles_changed_after_commit(subject)
 
