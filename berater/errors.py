@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, g
@@ -41,6 +42,21 @@ class BadRequest(ApiError):
 class ValidationFailed(ApiError):
     status = 400
     message = "the request is not valid"
+
+    @classmethod
+    def of(cls, errors: Iterable[Mapping[str, Any]]) -> ValidationFailed:
+        """The 400 naming each invalid field, from errors in pydantic's shape (`loc`, `msg`,
+        `type`): data `{"fields": [{"field", "message", "type"}, ...]}`."""
+        fields = [
+            {
+                "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
+                "message": error.get("msg", "invalid"),
+                "type": error.get("type", "invalid"),
+            }
+            for error in errors
+        ]
+        names = ", ".join(sorted({field["field"] for field in fields}))
+        return cls(f"invalid fields: {names}", {"fields": fields})
 
 
 class Unauthorized(ApiError):

@@ -23,16 +23,7 @@ def _reject_invalid(req: Any, resp: Any, req_validation_error: Any, instance: An
 
     if req_validation_error is None:
         return
-    fields = [
-        {
-            "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
-            "message": error.get("msg", "invalid"),
-            "type": error.get("type", "invalid"),
-        }
-        for error in req_validation_error.errors(include_input=False, include_url=False)
-    ]
-    names = ", ".join(sorted({f["field"] for f in fields}))
-    raise ValidationFailed(f"invalid fields: {names}", {"fields": fields})
+    raise ValidationFailed.of(req_validation_error.errors(include_input=False, include_url=False))
 
 
 spec = SpecTree(

@@ -1,15 +1,51 @@
-"""The response envelope, and checks every JSON request goes through at the edge."""
+"""The HTTP contract every feature shares: the response envelope and its models, the
+documented error answers and security requirements, and the checks every JSON request goes
+through at the edge."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 from flask import Response, current_app, request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
+
+# Security requirements of an operation, for `spec.validate(security=...)`: a user token,
+# or a partner app's `Bearer <app> <app_token>`; `BEARER + APP` accepts either.
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+APP: list[dict[str, list[str]]] = [{"app": []}]
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Envelope(BaseModel, Generic[T]):
+    """Every answer: `code` is the HTTP status of the outcome, `error` empty on success."""
+
+    code: int
+    error: str
+    data: T | None = None
+
+
+class ErrorOut(BaseModel):
+    """Details of a failure, when there are any (e.g. the invalid fields of a 400)."""
+
+    fields: list[dict[str, str]] | None = None
+    retry_after: int | None = None
+
+
+def errors(*statuses: int, model: type[BaseModel] = ErrorOut) -> dict[str, type[BaseModel]]:
+    """The documented failure answers of an operation, for `spectree.Response(**errors(...))`:
+    the envelope with `model` as its data, for each of `statuses`."""
+    return {f"HTTP_{status}": Envelope[model] for status in statuses}  # type: ignore[valid-type]
 
 
 def envelope(status: int, error: str, data: Any, headers: dict[str, str] | None = None) -> Response:

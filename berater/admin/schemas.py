@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, StrictStr
 
-from berater.identity.schemas import Strict
+from berater.http import Strict
 
 SUBJECT_PATTERN = r"^[A-Za-z0-9_:.-]{1,80}$"  # an openid, or user:<username>
 

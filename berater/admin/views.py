@@ -20,15 +20,13 @@ from berater.admin.schemas import (
 )
 from berater.db import transaction
 from berater.extensions import spec
-from berater.http import json_body, ok, query_args
+from berater.http import BEARER, Envelope, errors, json_body, ok, query_args
 from berater.identity import roles
 from berater.identity.auth import current_identity, token_required
-from berater.identity.schemas import Envelope, ErrorOut
 
 ADMIN = roles.ADMIN
-BEARER = [{"bearer": []}]
 TAGS = ["admin"]
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 415, 503)}
+ERRORS = errors(400, 401, 403, 404, 409, 415, 503)
 
 
 @bp.get("/link/<role>")

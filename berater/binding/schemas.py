@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
-from berater.identity.schemas import Strict
+from berater.http import Strict
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 

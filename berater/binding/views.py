@@ -18,15 +18,13 @@ from berater.binding.schemas import (
 )
 from berater.db import transaction
 from berater.extensions import spec
-from berater.http import json_body, ok
+from berater.http import BEARER, Envelope, errors, json_body, ok
 from berater.identifiers import mask_phone
 from berater.identity import roles
 from berater.identity.auth import current_identity, token_required, wechat_openid
-from berater.identity.schemas import Envelope, ErrorOut
 from berater.identity.services import issue_token
 
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 429, 503)}
-BEARER = {"bearer": []}
+ERRORS = errors(400, 401, 403, 404, 409, 429, 503)
 BOUND = Resp(HTTP_200=Envelope[BoundOut], **ERRORS)
 
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from pydantic import BaseModel, Field, StrictStr, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
-
-
-class Strict(BaseModel):
-    """Unknown fields are an error, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid")
+from berater.http import Strict
 
 
 class TokenRequest(Strict):
@@ -55,21 +49,3 @@ class IdentityOut(BaseModel):
     username: str | None = None
     expires_at: int | None = None
     signed_in_at: int | None = None
-
-
-T = TypeVar("T")
-
-
-class Envelope(BaseModel, Generic[T]):
-    """Every answer: `code` is the HTTP status of the outcome, `error` empty on success."""
-
-    code: int
-    error: str
-    data: T | None = None
-
-
-class ErrorOut(BaseModel):
-    """Details of a failure, when there are any (e.g. the invalid fields of a 400)."""
-
-    fields: list[dict[str, str]] | None = None
-    retry_after: int | None = None

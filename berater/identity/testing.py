@@ -9,9 +9,9 @@ from spectree import Response as Resp
 
 from berater.errors import BadRequest
 from berater.extensions import spec
-from berater.http import ok
+from berater.http import Envelope, ok
 from berater.identity import services, testing_bp
-from berater.identity.schemas import Envelope, TokenOut
+from berater.identity.schemas import TokenOut
 
 OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

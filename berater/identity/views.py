@@ -7,13 +7,12 @@ from spectree import Response as Resp
 
 from berater.db import transaction
 from berater.extensions import spec
-from berater.http import json_body, ok
+from berater.http import APP, BEARER, Envelope, errors, json_body, ok
 from berater.identity import bp, services
 from berater.identity.auth import current_identity, token_required
-from berater.identity.schemas import Envelope, ErrorOut, IdentityOut, TokenOut, TokenRequest
+from berater.identity.schemas import IdentityOut, TokenOut, TokenRequest
 
-BEARER = {"bearer": []}
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 415, 429, 502, 503)}
+ERRORS = errors(400, 401, 403, 415, 429, 502, 503)
 
 
 @bp.post("/token")
@@ -39,7 +38,7 @@ def refresh_token() -> Response:
 @spec.validate(
     resp=Resp(HTTP_200=Envelope[IdentityOut], **ERRORS),
     tags=["token"],
-    security=[{"bearer": []}, {"app": []}],
+    security=BEARER + APP,
 )
 def check_token() -> Response:
     """Who the bearer is."""

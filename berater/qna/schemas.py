@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from berater.identity.schemas import Strict
+from berater.http import Strict
 from berater.qna.engine import MAX_QUESTION
 
 

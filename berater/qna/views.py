@@ -9,17 +9,15 @@ from spectree import Response as Resp
 
 from berater.errors import ServiceUnavailable
 from berater.extensions import qna, spec
-from berater.http import ok, query_args
+from berater.http import BEARER, Envelope, errors, ok, query_args
 from berater.identity import roles
 from berater.identity.auth import token_required
-from berater.identity.schemas import Envelope, ErrorOut
 from berater.qna import bp
 from berater.qna.bert import BertUnavailable
 from berater.qna.engine import Result, reply_text
 from berater.qna.schemas import BertQuery, QnaOut, QnaQuery
 
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
-BEARER = {"bearer": []}
+ERRORS = errors(400, 401, 403, 503)
 
 
 class BertDown(ServiceUnavailable):

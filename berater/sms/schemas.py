@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, StrictStr, field_validator
 
+from berater.http import ErrorOut, Strict
 from berater.identifiers import InvalidPhone, normalise_phone
-from berater.identity.schemas import ErrorOut, Strict
 
 
 class CodeRequest(Strict):

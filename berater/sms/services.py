@@ -124,10 +124,7 @@ def send_code(openid: str, phone: str, client_ip: str | None) -> dict[str, Any]:
 def verify_code(openid: str, code: str) -> str:
     """Check `code` against the pending code of `openid`; the verified phone on success."""
     if not isinstance(code, str) or not CODE.fullmatch(code):
-        raise ValidationFailed(
-            "invalid fields: code",
-            {"fields": [{"field": "code", "message": "a code is 6 digits", "type": "code"}]},
-        )
+        raise ValidationFailed.of([{"loc": ("code",), "msg": "a code is 6 digits", "type": "code"}])
     config = current_app.config
     code_key = store.key(AREA, f"code:{openid}")
     verified_key = store.key(AREA, f"verified:{openid}")
@@ -177,10 +174,7 @@ def _normalise(phone: Any) -> str:
             raise InvalidPhone("a phone is one mainland mobile number of 11 digits")
         return normalise_phone(phone)
     except InvalidPhone as exc:
-        raise ValidationFailed(
-            "invalid fields: phone",
-            {"fields": [{"field": "phone", "message": str(exc), "type": "phone"}]},
-        ) from None
+        raise ValidationFailed.of([{"loc": ("phone",), "msg": str(exc), "type": "phone"}]) from None
 
 
 def _hmac_key() -> bytes:

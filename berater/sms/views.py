@@ -10,10 +10,9 @@ from flask import Blueprint, Response, current_app, request
 from spectree import Response as Resp
 
 from berater.extensions import sms, spec
-from berater.http import json_body, ok
+from berater.http import BEARER, Envelope, errors, json_body, ok
 from berater.identifiers import mask_phone
 from berater.identity.auth import token_required, wechat_openid
-from berater.identity.schemas import Envelope
 from berater.sms import bp
 from berater.sms import services as codes
 from berater.sms.schemas import (
@@ -24,8 +23,7 @@ from berater.sms.schemas import (
     VerifyRequest,
 )
 
-BEARER = {"bearer": []}
-ERRORS = {f"HTTP_{s}": Envelope[CodeErrorOut] for s in (400, 401, 403, 415, 429, 502, 503)}
+ERRORS = errors(400, 401, 403, 415, 429, 502, 503, model=CodeErrorOut)
 # GET /api/code/<code> carries the code in its path.
 LEGACY_PATH = re.compile(r"^/api/code/(?!verify$)[^/]+/?$")
 MASKED_PATH = "/api/code/******"

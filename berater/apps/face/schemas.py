@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from berater.identity.schemas import Strict
+from berater.http import Strict
 
 # Columns the photo app may ask for; `id_card` is masked unless FACE_SEE_ID_CARDS.
 FIELDS = ("stuid", "name", "origin", "gender", "department", "admission_id", "id_card")

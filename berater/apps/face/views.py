@@ -8,13 +8,12 @@ from spectree import Response as Resp
 from berater.apps.face import bp, services
 from berater.apps.face.schemas import StudentsOut, StudentsQuery
 from berater.extensions import spec
-from berater.http import ok, query_args
+from berater.http import APP, BEARER, Envelope, errors, ok, query_args
 from berater.identity import roles
 from berater.identity.auth import token_required
-from berater.identity.schemas import Envelope, ErrorOut
 
 FACE = roles.FACE
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
+ERRORS = errors(400, 401, 403, 503)
 
 
 @bp.get("/students")
@@ -23,7 +22,7 @@ ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
     query=StudentsQuery,
     resp=Resp(HTTP_200=Envelope[StudentsOut], **ERRORS),
     tags=["face"],
-    security=[{"app": []}, {"bearer": []}],
+    security=APP + BEARER,
 )
 def list_students() -> Response:
     """A page of the admission list (at most 500 rows), by department, origin, name or number."""

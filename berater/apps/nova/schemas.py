@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictStr, field_validator
 
+from berater.http import Strict
 from berater.identifiers import normalise_phone
-from berater.identity.schemas import Strict
 
 INTRO_MAX = 200
 QQ_PATTERN = r"^[1-9][0-9]{4,11}$"  # QQ numbers: 5 to 12 digits, no leading zero

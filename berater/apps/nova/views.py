@@ -18,16 +18,14 @@ from berater.apps.nova.schemas import (
 )
 from berater.db import transaction
 from berater.extensions import spec
-from berater.http import json_body, ok, query_args
+from berater.http import BEARER, Envelope, errors, json_body, ok, query_args
 from berater.identity import roles
 from berater.identity.auth import token_required, wechat_openid
-from berater.identity.schemas import Envelope, ErrorOut
 
 STUDENT = roles.STUDENT
 ADMIN = roles.NOVA_ADMIN
-BEARER = [{"bearer": []}]
 TAGS = ["nova"]
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 404, 409, 415, 503)}
+ERRORS = errors(400, 401, 403, 404, 409, 415, 503)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
