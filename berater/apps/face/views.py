@@ -6,15 +6,15 @@ from flask import Response
 from spectree import Response as Resp
 
 from berater.apps.face import bp, services
-from berater.apps.face.schemas import StudentsOut, StudentsQuery
+from berater.apps.face.schemas import StudentsErrorOut, StudentsOut, StudentsQuery
 from berater.extensions import spec
 from berater.http import ok, query_args
 from berater.identity import roles
 from berater.identity.auth import token_required
-from berater.identity.schemas import Envelope, ErrorOut
+from berater.identity.schemas import Envelope
 
 FACE = roles.FACE
-ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
+ERRORS = {f"HTTP_{s}": Envelope[StudentsErrorOut] for s in (400, 401, 403, 429, 503)}
 
 
 @bp.get("/students")
@@ -26,6 +26,9 @@ ERRORS = {f"HTTP_{s}": Envelope[ErrorOut] for s in (400, 401, 403, 503)}
     security=[{"app": []}, {"bearer": []}],
 )
 def list_students() -> Response:
-    """A page of the admission list (at most 500 rows), by department, origin, name or number."""
+    """A page of the admission list (at most 100 rows), by department, origin, name or number;
+    the rows come out of the app's hourly budget (429 with Retry-After past it)."""
     query = query_args(StudentsQuery)
-    return ok(services.find_students(query.filters(), query.columns(), query.page, query.per_page))
+    return ok(
+        services.list_students(FACE, query.filters(), query.columns(), query.page, query.per_page)
+    )
