@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -173,7 +173,7 @@ def _budget(app: str) -> int:
     return int(current_app.config[f"{app.upper()}_ROWS_PER_HOUR"])
 
 
-def _refuse(app: str, budget: int, used: int, rows: int, seconds_left: float) -> None:
+def _refuse(app: str, budget: int, used: int, rows: int, seconds_left: float) -> NoReturn:
     """429 with Retry-After to the hour's end, and a warning with the app and the count only
     (never the query's terms: they are personal data)."""
     left = max(0, budget - used)
