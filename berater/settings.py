@@ -298,6 +298,8 @@ SETTINGS: tuple[Setting, ...] = (
             "the subjects a candidate may choose"),
     # --- apps ---
     Setting("FACE_SEE_ID_CARDS", boolean, False, "the face app sees whole ID card numbers"),
+    Setting("FACE_ROWS_PER_HOUR", integer(1, 100_000), 1000,
+            "admission-list rows the face app may get per clock hour (then 429)"),
     Setting("NOVA_TEMPLATE_ID", text, "", "template message on nova register and cancel"),
     Setting("NOVA_NOTIFY_RETRIES", integer(0, 10), 3, "further tries of a failed message"),
     fixed("NOVA_NOTIFY_BACKOFF", 2.0, "seconds before the first retry, doubled after each"),

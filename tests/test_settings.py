@@ -228,6 +228,8 @@ def test_no_module_restates_a_default_with_config_setdefault():
         ("TOKEN_TTL", "1.5"),
         ("BERT_PORT", "70000"),
         ("NOVA_NOTIFY_RETRIES", "11"),
+        ("FACE_ROWS_PER_HOUR", "0"),
+        ("FACE_ROWS_PER_HOUR", "100001"),
         ("MAX_CONTENT_LENGTH", "10"),
         # numbers
         ("REDIS_SOCKET_TIMEOUT", "-1"),
@@ -268,6 +270,8 @@ def test_a_value_outside_its_range_is_refused_naming_the_setting(key, value):
     [
         ("TOKEN_TTL", " 86400 ", 86400),
         ("TRUSTED_PROXIES", "0", 0),
+        ("FACE_ROWS_PER_HOUR", "1", 1),
+        ("FACE_ROWS_PER_HOUR", "100000", 100_000),
         ("REDIS_SOCKET_TIMEOUT", "60", 60.0),
         ("REVOCATION_SYNC", "0", 0.0),
         ("QNA_BERT_MIN_SCORE", "-0.2", -0.2),

@@ -1,18 +1,47 @@
-"""Query and answer models of the face API; filters and fields are checked here, at the edge."""
+"""Query and answer models of the face API; filters and fields are checked here, at the edge.
+
+A query must single out a small group of the admission list (README, "The face app's
+narrowing rules"): each filter holds at most MAX_TERMS terms; a wildcard term must hold
+enough characters besides `*` for its field (RULES); department and province are named
+whole. Filters combine with AND, so a second filter only narrows.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+import unicodedata
+from dataclasses import dataclass
 
-from berater.http import Strict
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from berater.http import ErrorOut, Strict
 
 # Columns the photo app may ask for; `id_card` is masked unless FACE_SEE_ID_CARDS.
 FIELDS = ("stuid", "name", "origin", "gender", "department", "admission_id", "id_card")
 FILTERS = ("department", "origin", "name", "admission_id", "stuid")
-MAX_TERMS = 200  # terms in one comma-separated filter
+MAX_TERMS = 5  # terms in one comma-separated filter
 MAX_TERM = 64  # characters in one term
-MAX_PER_PAGE = 500
+MAX_PER_PAGE = 100
+FILTER_CHARS = 1024  # a filter's whole text, empty items and spaces included
 WILDCARD = "*"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a filter's wildcard terms must narrow: `min_chars` characters besides `*` (None:
+    no wildcard at all, name the value whole), and why, for the 400's message."""
+
+    min_chars: int | None
+    why: str
+
+
+# The figures are argued in README.md ("The face app's narrowing rules").
+RULES: dict[str, Rule] = {
+    "stuid": Rule(10, "student numbers are 10-12 digits: at most 2 may be left open"),
+    "admission_id": Rule(12, "admission numbers are 14 digits: at most 2 may be left open"),
+    "name": Rule(2, "one character is a surname or a common given name"),
+    "department": Rule(None, "a department is named whole"),
+    "origin": Rule(None, "a province is named whole"),
+}
 
 
 def split_terms(text: str) -> list[str]:
@@ -41,15 +70,61 @@ def matches_all(term: str) -> bool:
     return not term.strip(WILDCARD)
 
 
-class StudentsQuery(Strict):
-    """Filters are comma-separated lists; a term may start or end with `*`."""
+def is_wildcard(term: str) -> bool:
+    return term.startswith(WILDCARD) or term.endswith(WILDCARD)
 
-    department: str | None = Field(None, max_length=4096, description="e.g. 软件学院,文学院")
-    origin: str | None = Field(None, max_length=4096, description="province of origin")
-    name: str | None = Field(None, max_length=4096, description="e.g. 张*")
-    admission_id: str | None = Field(None, max_length=16384, description="e.g. 2632*,26320102*")
+
+def narrowing_chars(term: str) -> int:
+    """The characters of a term that narrow a match: not `*`, not spaces, not control or
+    format characters (MariaDB's collation may ignore those, so they must not count)."""
+    return sum(
+        1
+        for ch in term.strip(WILDCARD)
+        if not ch.isspace() and unicodedata.category(ch)[0] not in "CZ"
+    )
+
+
+def check_rule(field: str, terms: list[str]) -> None:
+    """ValueError naming the rule when a wildcard term of `field` narrows too little.
+
+    A lone `*` passes here: it matches every row, so it narrows nothing, and the query
+    must then narrow by another filter (StudentsQuery.check_narrowing).
+    """
+    rule = RULES[field]
+    for term in terms:
+        if not is_wildcard(term) or matches_all(term):
+            continue
+        if rule.min_chars is None:
+            raise ValueError(f"{term!r}: no '*' in {field}; {rule.why}")
+        if narrowing_chars(term) < rule.min_chars:
+            raise ValueError(
+                f"{term!r}: a value with '*' needs at least {rule.min_chars} characters "
+                f"besides '*' in {field}; {rule.why}"
+            )
+
+
+class StudentsQuery(Strict):
+    """Filters are comma-separated lists of at most MAX_TERMS values; a value of `stuid`,
+    `admission_id` or `name` may start or end with `*` if it holds enough other characters."""
+
+    department: str | None = Field(
+        None, max_length=FILTER_CHARS, description="whole names, e.g. 软件学院,文学院"
+    )
+    origin: str | None = Field(
+        None, max_length=FILTER_CHARS, description="whole province names, e.g. 江苏,浙江"
+    )
+    name: str | None = Field(
+        None, max_length=FILTER_CHARS, description="e.g. 王伟,李娜*: `*` with 2+ characters"
+    )
+    admission_id: str | None = Field(
+        None,
+        max_length=FILTER_CHARS,
+        description="e.g. 26320102000001,263201020001*: `*` with 12+ digits",
+    )
     stuid: str | None = Field(
-        None, max_length=16384, description="student numbers, like admission_id"
+        None,
+        max_length=FILTER_CHARS,
+        description="e.g. 2026000123,2026000123*: `*` with 10+ digits",
     )
     field: str | None = Field(
         None, max_length=512, description=f"comma-separated columns of {', '.join(FIELDS)}"
@@ -59,9 +134,9 @@ class StudentsQuery(Strict):
 
     @field_validator(*FILTERS)
     @classmethod
-    def check_terms(cls, value: str | None) -> str | None:
+    def check_terms(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            split_terms(value)
+            check_rule(str(info.field_name), split_terms(value))
         return value
 
     @field_validator("field")
@@ -101,3 +176,9 @@ class StudentsOut(BaseModel):
     page: int
     per_page: int
     total: int
+
+
+class StudentsErrorOut(ErrorOut):
+    rows_left: int | None = Field(
+        None, description="429: rows left of the hourly budget (a smaller page may still fit)"
+    )

@@ -6,14 +6,14 @@ from flask import Response
 from spectree import Response as Resp
 
 from berater.apps.face import bp, services
-from berater.apps.face.schemas import StudentsOut, StudentsQuery
+from berater.apps.face.schemas import StudentsErrorOut, StudentsOut, StudentsQuery
 from berater.extensions import spec
 from berater.http import APP, BEARER, Envelope, errors, ok, query_args
 from berater.identity import roles
 from berater.identity.auth import token_required
 
 FACE = roles.FACE
-ERRORS = errors(400, 401, 403, 503)
+ERRORS = errors(400, 401, 403, 429, 503, model=StudentsErrorOut)
 
 
 @bp.get("/students")
@@ -25,6 +25,9 @@ ERRORS = errors(400, 401, 403, 503)
     security=APP + BEARER,
 )
 def list_students() -> Response:
-    """A page of the admission list (at most 500 rows), by department, origin, name or number."""
+    """A page of the admission list (at most 100 rows), by department, origin, name or number;
+    the rows come out of the app's hourly budget (429 with Retry-After past it)."""
     query = query_args(StudentsQuery)
-    return ok(services.find_students(query.filters(), query.columns(), query.page, query.per_page))
+    return ok(
+        services.list_students(FACE, query.filters(), query.columns(), query.page, query.per_page)
+    )
