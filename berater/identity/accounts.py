@@ -118,6 +118,12 @@ def set_disabled(username: str, disabled: bool = True) -> None:
         revocation.sign_out_after_commit(account_subject(user.username))
 
 
+def is_active(username: str) -> bool:
+    """True when the account `username` (exactly, as stored) exists and is not disabled."""
+    user = db.session.get(AuthUser, username)
+    return user is not None and user.username == username and not user.disabled
+
+
 def list_users() -> list[AuthUser]:
     return list(db.session.scalars(db.select(AuthUser).order_by(AuthUser.username)))
 
