@@ -95,7 +95,7 @@ def create_user(actor: str, username: str, password: str, ip: str | None) -> dic
         # Two admins creating the same name at once: the second insert hits the primary key.
         raise Conflict("that username is taken") from None
     audit.record(actor, audit.USER_CREATE, user.username, ip=ip)
-    return _user(user, [])
+    return _user(user, held_roles(user.username))
 
 
 def reset_password(actor: str, username: str, password: str, ip: str | None) -> dict[str, Any]:
@@ -121,10 +121,17 @@ def user(username: str) -> dict[str, Any]:
     row = db.session.get(AuthUser, name)
     if row is None:
         raise NotFound("no such account")
-    roles = db.session.scalars(
-        select(Privilege.role).where(Privilege.openid == account_subject(name))
+    return _user(row, held_roles(name))
+
+
+def held_roles(username: str) -> list[str]:
+    """The roles the account `username` holds, by name (a new account may hold roles granted
+    to its name before such grants were refused)."""
+    return sorted(
+        db.session.scalars(
+            select(Privilege.role).where(Privilege.openid == account_subject(username))
+        )
     )
-    return _user(row, sorted(roles))
 
 
 def users() -> dict[str, Any]:

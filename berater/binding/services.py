@@ -3,8 +3,9 @@
 Every binding uses a phone verified by SMS (berater.sms.services) and consumes it. A student is
 bound only to a row of the admission list whose ID card and student or admission number
 both match; a wrong number gets the same 404 as an unknown card, and failed attempts are
-limited per openid and day. One ID card is bound to at most one openid (a unique index,
-so concurrent bindings cannot both win).
+limited per openid and day (each attempt is counted before it is checked, so parallel
+attempts cannot get past the limit). One ID card is bound to at most one openid (a unique
+index, so concurrent bindings cannot both win).
 
 What follows a binding in the store waits for its commit (berater.db.after_commit): the
 verified phone is deleted, and the roles-changed mark written, only once the binding is
@@ -41,6 +42,12 @@ from berater.sms import services as codes
 FAILED = "bind-failed"
 DAY = 24 * 3600
 NO_MATCH = "no admission record matches this ID card and number"
+# Take back one counted try (the window keeps its end); a count back at 0 is removed.
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('DECR', KEYS[1]) <= 0 then
+  redis.call('DEL', KEYS[1])
+end
+"""
 
 # Mainland provinces, municipalities and autonomous regions, as short names.
 PROVINCES = (
@@ -141,17 +148,22 @@ def bind_student(openid: str, id_card: str, number: str) -> Student:
     card = _id_card(id_card)
     if db.session.get(Student, openid) is not None:
         raise Conflict("already bound as a student")
-    _check_failures(openid)
-    phone = _verified_phone(openid)
-    source = db.session.scalar(
-        select(SourceStudent).where(
-            SourceStudent.id_card == card,
-            or_(SourceStudent.stuid == number, SourceStudent.admission_id == number),
+    _take_try(openid)
+    wrong = False
+    try:
+        phone = _verified_phone(openid)
+        source = db.session.scalar(
+            select(SourceStudent).where(
+                SourceStudent.id_card == card,
+                or_(SourceStudent.stuid == number, SourceStudent.admission_id == number),
+            )
         )
-    )
-    if source is None:
-        store.incr(FAILED, openid, ttl=DAY)
-        raise NotFound(NO_MATCH)
+        if source is None:
+            wrong = True
+            raise NotFound(NO_MATCH)  # the try stays counted
+    finally:
+        if not wrong:
+            _give_back_try(openid)
     taken = db.session.scalar(select(Student.openid).where(Student.id_card == card))
     if taken is not None:
         raise Conflict("this ID card is already bound to another WeChat account")
@@ -221,9 +233,19 @@ def _insert(row: object, conflict: str) -> None:
         raise Conflict(conflict) from None
 
 
-def _check_failures(openid: str) -> None:
+def _take_try(openid: str) -> None:
+    """Count a binding attempt before it is checked; TooManyRequests past BIND_MAX_FAILURES.
+
+    Counting first, in one step, keeps parallel attempts within the limit: only the first
+    BIND_MAX_FAILURES counted are checked. An attempt that turns out not to be a wrong
+    guess (a match, no verified phone, an error) gives its try back.
+    """
     limit = current_app.config["BIND_MAX_FAILURES"]
-    failures = int(store.get(FAILED, openid) or 0)
-    if failures >= limit:
+    if store.incr(FAILED, openid, ttl=DAY) > limit:
         wait = store.ttl(FAILED, openid) or DAY
+        _give_back_try(openid)
         raise TooManyRequests("too many failed bindings today; try again later", round(wait))
+
+
+def _give_back_try(openid: str) -> None:
+    store.script(_GIVE_BACK)(keys=[store.key(FAILED, openid)])

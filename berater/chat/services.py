@@ -1,9 +1,11 @@
 """The webhook's work: check the signature, open the body, run the route once, build the reply.
 
 Order matters: the query signature and timestamp are checked before the body is read or
-parsed; a message is handled once per dedupe key within DEDUPE_TTL (a repeat gets the stored
-reply); a slow route answers `success` at once and sends its text through the API later,
-from a background task (when the task queue is full, it answers BUSY_REPLY instead).
+parsed; each query signature is bound to the first message it carried (another message under
+it is refused, see `bind_signature`); a message is handled once per dedupe key within
+DEDUPE_TTL (a repeat gets the stored reply); a slow route answers `success` at once and sends
+its text through the API later, from a background task (when the task queue is full, it
+answers BUSY_REPLY instead).
 
 Two ways to keep "once" (routes.py says which route takes which):
 * a route with side effects, or a slow one, is claimed before it runs: of parallel
@@ -17,6 +19,8 @@ A repeat costs one more round trip, to read the first reply.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -36,6 +40,10 @@ log = logging.getLogger("berater.chat")
 AREA = "chat"
 DEDUPE_TTL = 300  # seconds a delivery is remembered (WeChat retries within 15 s, 3 times)
 MAX_SKEW = 300  # seconds a request's timestamp may differ from our clock
+# A signature passes the timestamp check for up to 2 * MAX_SKEW after we first see it (its
+# timestamp may be MAX_SKEW ahead of our clock); a minute more covers the other workers' clocks.
+SIGNATURE_TTL = 2 * MAX_SKEW + 60
+SIGNATURE = "sig:"
 WAIT_FOR_FIRST = 3.5  # seconds a parallel repeat waits for the first delivery's reply
 PENDING = "pending"
 DONE = "reply:"
@@ -46,6 +54,20 @@ BUSY_REPLY = "现在提问的人很多，请稍后再问一次。"
 
 class SignatureRefused(Forbidden):
     message = "signature refused"
+
+
+class SignatureReused(SignatureRefused):
+    message = "signature already used for another message"
+
+
+# Bind KEYS[1] (a signature) to ARGV[1] (a message digest) unless it is bound already; the
+# digest it is bound to, in one step, so of two messages under one signature only one binds.
+_BIND_SIGNATURE = """
+local bound = redis.call('GET', KEYS[1])
+if bound then return bound end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
 
 
 def check_request(args: Mapping[str, str]) -> None:
@@ -107,6 +129,29 @@ def open_body(args: Mapping[str, str], body: bytes) -> tuple[Message, str | None
             raise SignatureRefused("msg_signature refused") from None
         raise BadRequest("the encrypted message was refused") from None
     return parse_message(plain), key
+
+
+def bind_signature(args: Mapping[str, str], message: Message) -> None:
+    """Refuse a message under a query signature that already carried another one.
+
+    The query `signature` covers token, timestamp and nonce, not the body: a signed query
+    copied from a log could carry a forged message while its timestamp is fresh. Each
+    signature is therefore bound, for SIGNATURE_TTL, to a digest of the first message it
+    carried (its fields, decrypted in safe mode: a retry re-encrypted by WeChat is still the
+    same message). WeChat's retry of the same message passes and gets the stored reply;
+    anything else under that signature is a 403, logged without its content. Safe mode is
+    bound too: its query carries the same `signature`, and a copy of it sent as plaintext
+    would otherwise pass.
+    """
+    signature = args.get("signature", "").strip().lower()  # as check_signature compares it
+    canonical = json.dumps(message.fields, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    bound = store.script(_BIND_SIGNATURE)(
+        keys=[store.key(AREA, SIGNATURE + signature)], args=[digest, SIGNATURE_TTL * 1000]
+    )
+    if bound != digest:
+        log.warning("chat: refused a message under a signature that carried another one")
+        raise SignatureReused()
 
 
 def respond(message: Message) -> str:

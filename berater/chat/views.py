@@ -44,6 +44,7 @@ def handshake() -> Response:
 def receive() -> Response:
     """A pushed message or event: the reply, or `success`."""
     message, aes_key = services.open_body(request.args, g.chat_body)
+    services.bind_signature(request.args, message)
     body, mimetype = services.render(services.respond(message), aes_key)
     return _plain(body) if mimetype == "text/plain" else Response(body, mimetype=mimetype)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from argon2 import PasswordHasher
@@ -22,8 +23,26 @@ MIN_PASSWORD, MAX_PASSWORD = 8, 128
 COMMON_PASSWORDS = PROJECT_ROOT / "data" / "common-passwords.txt"
 FAILED = "login-failed"
 LOCKED = "login-locked"
+FIRST_WAIT = 1  # seconds locked at LOGIN_MAX_FAILURES; each further failure doubles it
 MAX_WAIT = 15 * 60
 BAD_LOGIN = "wrong username or password"
+
+# KEYS: the account's attempt count, its lock; ARGV: LOGIN_MAX_FAILURES, the window, the first
+# and the longest wait (ms). One step: while locked, the milliseconds left; else the attempt
+# is counted (the window starts with the first) and 0 returned, locking the account first
+# when this is its LOGIN_MAX_FAILURES-th attempt or later, so that of parallel attempts only
+# those counted before the lock have their password checked.
+_TAKE_ATTEMPT = """
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return left end
+redis.call('SET', KEYS[1], 0, 'PX', ARGV[2], 'NX')
+local over = redis.call('INCR', KEYS[1]) - tonumber(ARGV[1])
+if over >= 0 then
+  local wait = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ over)
+  redis.call('SET', KEYS[2], 1, 'PX', string.format('%d', wait))
+end
+return 0
+"""
 
 
 @functools.cache
@@ -99,6 +118,12 @@ def set_disabled(username: str, disabled: bool = True) -> None:
         revocation.sign_out_after_commit(account_subject(user.username))
 
 
+def is_active(username: str) -> bool:
+    """True when the account `username` (exactly, as stored) exists and is not disabled."""
+    user = db.session.get(AuthUser, username)
+    return user is not None and user.username == username and not user.disabled
+
+
 def list_users() -> list[AuthUser]:
     return list(db.session.scalars(db.select(AuthUser).order_by(AuthUser.username)))
 
@@ -113,13 +138,14 @@ def _get(username: str) -> AuthUser:
 def authenticate(username: str, password: str) -> str:
     """The token subject for good credentials; one error and similar time for every failure.
 
-    Failures are counted per account, not per address, so a campus NAT is not locked out;
-    past LOGIN_MAX_FAILURES in LOGIN_FAILURE_WINDOW each further failure doubles the wait.
+    Attempts are counted per account, not per address, so a campus NAT is not locked out.
+    Each attempt is counted before its password is checked, in one step with the lock
+    check, so parallel guesses cannot get past the limit: the LOGIN_MAX_FAILURES-th attempt
+    in LOGIN_FAILURE_WINDOW locks the account for FIRST_WAIT, and each one after a lock
+    doubles the wait. A good password clears the count and the lock.
     """
     name = username.strip().lower()
-    wait = store.ttl(LOCKED, name)
-    if wait:
-        raise TooManyRequests("too many failed sign-ins; wait before trying again", round(wait))
+    _take_attempt(name)
     hasher = _hasher()
     user = db.session.get(AuthUser, name) if USERNAME.match(name) else None
     try:
@@ -128,9 +154,9 @@ def authenticate(username: str, password: str) -> str:
     except (VerificationError, InvalidHashError):
         good = False
     if not good or user is None:
-        _count_failure(name)
-        raise Unauthorized(BAD_LOGIN)
+        raise Unauthorized(BAD_LOGIN)  # the attempt stays counted
     store.delete(FAILED, name)
+    store.delete(LOCKED, name)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     return account_subject(user.username)
@@ -140,9 +166,19 @@ def _dummy_hash() -> str:
     return current_app.extensions["berater.identity.accounts"]["dummy"]
 
 
-def _count_failure(name: str) -> None:
+def _take_attempt(name: str) -> None:
+    """Count a sign-in attempt of `name`; TooManyRequests while the account is locked."""
     cfg = current_app.config
-    failures = store.incr(FAILED, name, ttl=cfg["LOGIN_FAILURE_WINDOW"])
-    over = failures - cfg["LOGIN_MAX_FAILURES"]
-    if over >= 0:
-        store.set(LOCKED, name, 1, ttl=min(MAX_WAIT, 2**over))
+    left = store.script(_TAKE_ATTEMPT)(
+        keys=[store.key(FAILED, name), store.key(LOCKED, name)],
+        args=[
+            int(cfg["LOGIN_MAX_FAILURES"]),
+            int(cfg["LOGIN_FAILURE_WINDOW"] * 1000),
+            int(FIRST_WAIT * 1000),
+            MAX_WAIT * 1000,
+        ],
+    )
+    if left:
+        raise TooManyRequests(
+            "too many failed sign-ins; wait before trying again", math.ceil(int(left) / 1000)
+        )

@@ -54,7 +54,9 @@ def user_create(username: str, password: str) -> None:
     with transaction():
         user = accounts.create_user(username, _stdin_if_dash(password))
         audit.record(audit.CLI_ACTOR, audit.USER_CREATE, user.username)
-    click.echo(f"created {user.username}")
+        # Roles granted to the name before grants to missing accounts were refused.
+        roles, _ = subjects.roles_for(subjects.account_subject(user.username))
+    click.echo(f"created {user.username}" + (f", holding {', '.join(roles)}" if roles else ""))
 
 
 @user_cli.command("reset-password")
@@ -94,7 +96,7 @@ def user_list() -> None:
 @click.argument("role")
 @_clear_errors
 def role_grant(subject: str, role: str) -> None:
-    """Grant ROLE to SUBJECT (an openid, or user:<username>)."""
+    """Grant ROLE to SUBJECT (an openid, or user:<username> of an existing account)."""
     with transaction():
         added = subjects.grant_role(subject, role, granted_by=audit.CLI_ACTOR)
         if added:

@@ -47,12 +47,19 @@ def sign_in(code: str | None, username: str | None, password: str | None) -> dic
 
 
 def refresh(identity: Identity) -> dict[str, Any]:
-    """A new token with today's roles, until TOKEN_MAX_AGE after the original sign-in."""
+    """A new token with today's roles, until TOKEN_MAX_AGE after the original sign-in, and for
+    a password account only while it is enabled."""
     if identity.claims is None:
         raise Forbidden("app tokens are configured, not refreshed")
     age = time.time() - identity.claims.signed_in_at
     if age > current_app.config["TOKEN_MAX_AGE"]:
         raise Unauthorized("the sign-in is too old to refresh; sign in again")
+    # Disabling signs the account out, but through a mark in the store that may have failed
+    # to be written or been lost: a refresh asks the database again.
+    if identity.subject.startswith(ACCOUNT_PREFIX) and not accounts.is_active(
+        identity.subject.removeprefix(ACCOUNT_PREFIX)
+    ):
+        raise Unauthorized("the account is disabled; it cannot refresh")
     return issue_token(identity.subject, identity.claims.signed_in_at)
 
 

@@ -12,7 +12,7 @@ from berater.db import db
 from berater.errors import BadRequest, NotFound
 from berater.identity import revocation
 from berater.identity.roles import CANDIDATE, GRANTABLE, STUDENT
-from berater.models import Candidate, Privilege, SourceStudent, Student
+from berater.models import AuthUser, Candidate, Privilege, SourceStudent, Student
 
 # Roles that come from binding, not from a grant.
 ACCOUNT_PREFIX = "user:"
@@ -44,9 +44,19 @@ def roles_for(subject: str) -> tuple[tuple[str, ...], dict[str, Any]]:
 
 def grant_role(subject: str, role: str, granted_by: str | None = None) -> bool:
     """Give `role` to `subject`; False when it already held it. The caller commits; the
-    subject's tokens pick the role up at their next check after the commit."""
+    subject's tokens pick the role up at their next check after the commit.
+
+    A `user:<name>` subject must be an existing account (NotFound otherwise), so that a role
+    cannot wait for whoever creates that name later. An openid cannot be checked: WeChat
+    users appear when they first sign in.
+    """
     _check_grantable(role)
     session = db.session
+    if subject.startswith(ACCOUNT_PREFIX):
+        name = subject.removeprefix(ACCOUNT_PREFIX)
+        account = session.get(AuthUser, name)
+        if account is None or account.username != name:  # exactly: MariaDB ignores case
+            raise NotFound("no such account; create it before granting it a role")
     exists = session.scalar(
         select(Privilege.id).where(Privilege.openid == subject, Privilege.role == role)
     )

@@ -6,6 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from berater.db import db
+from berater.errors import NotFound
+from berater.identity import subjects
 from berater.models import AuditLog, AuthUser
 from tests import factories
 from tests.helpers import bearer, token_for
@@ -228,6 +230,27 @@ def test_an_admin_creates_an_account_that_can_sign_in(client, admin, ctx):
     assert PASSWORD not in stored
     assert audit_actions(ctx) == [(ADMIN, "user_create", "dora", None)]
     assert PASSWORD not in str(client.get("/api/admin/audit", headers=admin).get_json())
+
+
+def test_a_new_account_is_answered_with_the_roles_it_holds(client, admin, ctx):
+    factories.privilege("user:ghost", "admin")  # granted to the name before it existed
+    db.session.commit()
+    response = client.post(
+        "/api/admin/users", json={"username": "ghost", "password": PASSWORD}, headers=admin
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"]["roles"] == ["admin"]
+    listed = client.get("/api/admin/users", headers=admin).get_json()["data"]["users"]
+    assert [u["roles"] for u in listed if u["username"] == "ghost"] == [["admin"]]
+
+
+def test_roles_are_granted_only_to_accounts_that_exist(ctx):
+    """Every grant path (the CLI, an accepted invitation) goes through grant_role."""
+    with pytest.raises(NotFound):
+        subjects.grant_role("user:ghost", "face", granted_by=ADMIN)
+    factories.auth_user("ghost", PASSWORD)
+    assert subjects.grant_role("user:ghost", "face", granted_by=ADMIN) is True
+    assert subjects.grant_role("o_first_time", "face", granted_by=ADMIN) is True
 
 
 @pytest.mark.parametrize(

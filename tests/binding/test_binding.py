@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -288,6 +290,60 @@ def test_failed_bindings_are_limited_per_openid_per_day(verify_phone, client, so
     other = token_for(client, "o_other")
     verify_phone(client, other, "13900139000")
     assert client.post("/api/student", json=right, headers=bearer(other)).status_code == 200
+
+
+def test_parallel_guesses_cannot_get_past_the_daily_binding_limit(
+    verify_phone, app, live_server, source, monkeypatch
+):
+    """50 wrong numbers at once over HTTP: at most BIND_MAX_FAILURES are looked up (404),
+    the others are refused (429), and the right number afterwards is refused too."""
+    import requests
+
+    from berater.sms import services as codes
+
+    verified_phone = codes.verified_phone
+
+    def slow_verified_phone(openid: str) -> str | None:
+        time.sleep(0.05)  # a busy store or database: the attempts overlap more
+        return verified_phone(openid)
+
+    monkeypatch.setattr(codes, "verified_phone", slow_verified_phone)
+    token = requests.post(f"{live_server}/api/test/token/o_guess", timeout=10).json()["data"][
+        "token"
+    ]
+    verify_phone(requests, token, PHONE, base=live_server)
+    barrier = threading.Barrier(50)
+
+    def guess(n: int) -> int:
+        barrier.wait()
+        body = {"id_card": source["id_card"], "id": f"9{n:08d}"}
+        answer = requests.post(
+            f"{live_server}/api/student", json=body, headers=bearer(token), timeout=30
+        )
+        return answer.status_code
+
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(guess, range(50)))
+    checked = statuses.count(404)
+    assert checked <= app.config["BIND_MAX_FAILURES"]
+    assert statuses.count(429) == 50 - checked
+    right = {"id_card": source["id_card"], "id": source["stuid"]}
+    late = requests.post(
+        f"{live_server}/api/student", json=right, headers=bearer(token), timeout=30
+    )
+    assert late.status_code == 429
+
+
+def test_an_attempt_that_is_not_a_wrong_guess_uses_no_try(verify_phone, client, source):
+    token = token_for(client, "o_careful")
+    right = {"id_card": source["id_card"], "id": source["stuid"]}
+    for _ in range(6):  # no verified phone yet: 403, never counted
+        assert client.post("/api/student", json=right, headers=bearer(token)).status_code == 403
+    verify_phone(client, token, PHONE)
+    for n in range(4):
+        body = {"id_card": source["id_card"], "id": f"10000{n}"}
+        assert client.post("/api/student", json=body, headers=bearer(token)).status_code == 404
+    assert client.post("/api/student", json=right, headers=bearer(token)).status_code == 200
 
 
 def test_one_id_card_binds_one_openid(verify_phone, client, source):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from defusedxml.ElementTree import fromstring
@@ -17,7 +19,9 @@ from tests import factories
 from tests.chat.helpers import (
     AES_KEY,
     OLD_AES_KEY,
+    TOKEN,
     aes_decrypt,
+    aes_encrypt,
     event_xml,
     post,
     reply_fields,
@@ -338,6 +342,113 @@ def test_two_events_from_different_users_at_the_same_second_both_run(client, cou
     post(client, event_xml("subscribe", sender="o_a", created=1700000002))
     post(client, event_xml("subscribe", sender="o_b", created=1700000002))
     assert counted == ["o_a", "o_b"]
+
+
+# --- one message per signed query -------------------------------------------------------------
+#
+# The query signature covers token, timestamp and nonce, not the body: a signed query copied
+# from a proxy log must not carry a forged message while its timestamp is fresh.
+
+
+def _post_under(client, query: dict[str, str], xml: str):
+    return client.post(url(query), data=xml.encode(), content_type="text/xml")
+
+
+@pytest.fixture
+def victim(app):
+    with app.app_context():
+        factories.student("o_victim", factories.source_student(stuid="202688888"))
+        db.session.commit()
+    return "o_victim"
+
+
+def test_a_signed_query_replayed_with_a_forged_body_is_403_and_answers_nothing(
+    client, store_client, victim, log_records
+):
+    query = signed_query()
+    assert _post_under(client, query, event_xml("subscribe", sender="o_user")).status_code == 200
+    forged = event_xml("CLICK", sender=victim, EventKey="STUID", created=1700000100)
+    log_records.clear()
+    response = _post_under(client, query, forged)
+    assert response.status_code == 403
+    assert response.data == b""
+    assert store_client.get(f"berater:chat:ev:{victim}:1700000100") is None  # never handled
+    refused = [r for r in log_records if r.name == "berater.chat" and r.levelno == logging.WARNING]
+    assert len(refused) == 1
+    logged = " ".join(r.getMessage() for r in log_records)
+    assert victim not in logged
+    assert "STUID" not in logged
+    assert "202688888" not in logged
+    # The same message under a signature of its own is answered: the 403 was the replay's.
+    assert "202688888" in reply_fields(post(client, forged))["Content"]
+
+
+def test_wechat_retrying_a_message_under_its_signature_gets_the_first_reply(client, counted):
+    query, xml = signed_query(), event_xml("subscribe", created=1700000101)
+    first, again = _post_under(client, query, xml), _post_under(client, query, xml)
+    assert first.status_code == again.status_code == 200
+    assert reply_fields(first)["Content"].endswith(" #1")
+    assert again.data == first.data
+
+
+def test_distinct_messages_under_fresh_signatures_are_all_answered(client, counted):
+    for n in range(5):
+        response = post(client, event_xml("subscribe", sender=f"o_user{n}", created=1700000102))
+        assert response.status_code == 200
+        assert reply_fields(response)["Content"].endswith(f" #{n + 1}")
+    # A message signed again (a new timestamp and nonce) is still the same message.
+    again = post(client, event_xml("subscribe", sender="o_user0", created=1700000102))
+    assert reply_fields(again)["Content"].endswith(" #1")
+    assert counted == [f"o_user{n}" for n in range(5)] + ["o_user0"]
+
+
+def test_parallel_messages_under_one_signature_have_one_winner(live_server):
+    import requests
+
+    query = signed_query()
+    bodies = [event_xml("subscribe", sender=f"o_race{n}", created=1700000103) for n in range(8)]
+    barrier = threading.Barrier(len(bodies))
+
+    def deliver(xml: str) -> int:
+        barrier.wait()
+        answer = requests.post(live_server + url(query), data=xml.encode(), timeout=10)
+        return answer.status_code
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        statuses = list(pool.map(deliver, bodies))
+    assert sorted(statuses) == [200] + [403] * 7
+
+
+def test_a_safe_mode_retry_encrypted_again_under_the_same_signature_is_answered(safe_app, counted):
+    client = safe_app.test_client()
+    xml = event_xml("subscribe", sender="o_safe", created=1700000104)
+    query = signed_query(encrypt_type="aes")
+
+    def deliver() -> str:
+        encrypted = aes_encrypt(xml)  # a fresh random prefix: another ciphertext each time
+        signed = query | {
+            "msg_signature": sha1_sorted(TOKEN, query["timestamp"], query["nonce"], encrypted)
+        }
+        body = f"<xml><ToUserName>gh_test</ToUserName><Encrypt>{encrypted}</Encrypt></xml>"
+        response = _post_under(client, signed, body)
+        assert response.status_code == 200
+        return aes_decrypt(reply_fields(response)["Encrypt"])
+
+    first, again = deliver(), deliver()
+    assert " #1" in first
+    assert again == first
+
+
+def test_a_safe_mode_query_replayed_as_plaintext_with_a_forged_body_is_refused(safe_app, victim):
+    client = safe_app.test_client()
+    address, body = safe_request(event_xml("subscribe", sender="o_safe"))
+    assert client.post(address, data=body, content_type="text/xml").status_code == 200
+    query = dict(parse_qsl(urlsplit(address).query))
+    plain = {k: v for k, v in query.items() if k not in ("encrypt_type", "msg_signature")}
+    forged = event_xml("CLICK", sender=victim, EventKey="STUID")
+    response = _post_under(client, plain, forged)
+    assert response.status_code == 403
+    assert b"202688888" not in response.data
 
 
 # --- replies ----------------------------------------------------------------------------------

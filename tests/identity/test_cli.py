@@ -110,6 +110,32 @@ def test_role_grant_and_revoke(app, runner):
     assert missing.exit_code != 0
 
 
+def test_a_role_is_granted_only_to_an_account_that_exists(app, runner):
+    refused = runner.invoke(args=["role", "grant", "user:ghost", "admin"])
+    assert refused.exit_code != 0
+    assert "no such account" in refused.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Privilege)) == 0
+    created = runner.invoke(args=["user", "create", "ghost", "--password", PASSWORD])
+    assert created.output.strip() == "created ghost"
+    assert sign_in(app.test_client(), "ghost", PASSWORD).get_json()["data"]["roles"] == []
+    assert runner.invoke(args=["role", "grant", "user:ghost", "admin"]).exit_code == 0
+    assert sign_in(app.test_client(), "ghost", PASSWORD).get_json()["data"]["roles"] == ["admin"]
+    # The name exactly as stored (MariaDB would match "Ghost" to "ghost").
+    assert runner.invoke(args=["role", "grant", "user:Ghost", "face"]).exit_code != 0
+    # Openids cannot be checked (WeChat users appear at sign-in) and are still granted.
+    assert runner.invoke(args=["role", "grant", "o_not_seen_yet", "face"]).exit_code == 0
+
+
+def test_creating_an_account_names_the_roles_granted_to_its_name_earlier(app, runner):
+    with app.app_context():
+        db.session.add(Privilege(openid="user:ghost", role="admin"))  # granted before the check
+        db.session.commit()
+    created = runner.invoke(args=["user", "create", "ghost", "--password", PASSWORD])
+    assert created.exit_code == 0, created.output
+    assert created.output.strip() == "created ghost, holding admin"
+
+
 def test_role_commands_refuse_unknown_roles(runner):
     result = runner.invoke(args=["role", "grant", "o_staff", "root"])
     assert result.exit_code != 0
