@@ -9,7 +9,10 @@ variables), and, in production, refuses to start on a missing or development sec
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import ipaddress
 import math
 import os
 import re
@@ -152,6 +155,80 @@ def url(*schemes: str, host: bool = True) -> Parser:
     return parse
 
 
+PORT = integer(1, 65535)
+SECONDS = real(0, 60, above=True)
+HTTP = url("http", "https")
+
+
+def base_url(value: str) -> str:
+    """An http(s) URL with a host and nothing after its path; kept without a trailing "/"."""
+    found = HTTP(value)
+    parts = urlsplit(found)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ValueError(f"expected a port from 1 to 65535 in {value!r}") from None
+    if parts.username is not None or "?" in found or "#" in found:
+        raise ValueError(f"expected a base URL without user, query or fragment, got {value!r}")
+    return found.rstrip("/")
+
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def host(value: str) -> str:
+    """A host name or an IP address, without scheme, port or path; in lower case."""
+    name = value.strip().lower()
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    if not _DNS_NAME.fullmatch(name):
+        raise ValueError(
+            f"expected a host name or an IP address (no scheme or port), got {value!r}"
+        )
+    return name
+
+
+def hosts(value: str) -> list[str]:
+    """`a.example, 10.0.0.1` -> ["a.example", "10.0.0.1"]: items, each a `host`."""
+    found = [host(item) for item in items(value)]
+    if len(set(found)) < len(found):
+        raise ValueError("a host is listed twice")
+    return found
+
+
+def pattern(regex: str, wanted: str) -> Parser:
+    """A value that matches `regex` whole; `wanted` says what that is."""
+
+    def parse(value: str) -> str:
+        if not re.fullmatch(regex, value.strip()):
+            raise ValueError(f"expected {wanted}, got {value.strip()!r}")
+        return value.strip()
+
+    return parse
+
+
+AES_KEY_CHARS = 43
+
+
+def encoding_aes_key(value: str) -> str:
+    """A WeChat EncodingAESKey: 43 characters of base64 that decode (with a trailing "=") to
+    the 32 bytes of an AES-256 key. The value is a secret: the error tells only its length."""
+    key = value.strip()
+    try:
+        decoded = base64.b64decode(key + "=", validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(key) != AES_KEY_CHARS or len(decoded) != 32:
+        raise ValueError(
+            f"expected {AES_KEY_CHARS} characters of base64 (A-Z, a-z, 0-9, + and /), "
+            f"got {len(key)} characters{'' if decoded else ' that are not base64'}"
+        )
+    return key
+
+
 # --- the table ---
 
 
@@ -192,10 +269,6 @@ def fixed(name: str, default: Any, meaning: str, **per_env: Any) -> Setting:
     """A setting not read from the environment; tests override it through `overrides`."""
     return Setting(name, None, default, meaning, **per_env)
 
-
-PORT = integer(1, 65535)
-SECONDS = real(0, 60, above=True)
-HTTP = url("http", "https")
 
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
@@ -249,15 +322,17 @@ SETTINGS: tuple[Setting, ...] = (
             prod="", required=True),
     Setting("WECHAT_TOKEN", text, "dev-wechat-token", "the webhook Token", prod="",
             required=True),
-    Setting("WECHAT_AES_KEY", text, "", "the webhook EncodingAESKey; empty: plain mode"),
-    Setting("WECHAT_AES_KEY_PREVIOUS", text, "", "the previous EncodingAESKey while rotating"),
+    Setting("WECHAT_AES_KEY", encoding_aes_key, "",
+            "the webhook EncodingAESKey (43 characters); empty: plain mode"),
+    Setting("WECHAT_AES_KEY_PREVIOUS", encoding_aes_key, "",
+            "the previous EncodingAESKey while rotating"),
     Setting("WECHAT_API_BASE", HTTP, "https://api.weixin.qq.com", "WeChat API base URL"),
     Setting("WECHAT_OAUTH_BASE", HTTP, "https://open.weixin.qq.com", "WeChat OAuth pages"),
     fixed("WECHAT_TIMEOUT", (2.0, 3.0), "connect and read seconds of WeChat calls"),
     Setting("WECHAT_TOKEN_ENDPOINT", choice("stable", "classic"), "stable",
             "the access token from /cgi-bin/stable_token or /cgi-bin/token"),
     fixed("WECHAT_TOKEN_WAIT", 3.0, "seconds a worker waits for another renewing the token"),
-    Setting("SERVICE_BASE_URL", HTTP, "", "this service's public base URL (the menu's links)",
+    Setting("SERVICE_BASE_URL", base_url, "", "this service's public base URL (the menu's links)",
             dev="http://127.0.0.1:5000"),
     # --- webhook /chat/ ---
     Setting("WECHAT_WELCOME_TEXT", text,
@@ -280,12 +355,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QNA_MIN_SCORE", real(0, 1), 0.1, "lexical score below which there is no answer"),
     Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
     Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
-    Setting("BERT_HOST", text, "", "the bert-serving server; empty: no BERT backend"),
+    Setting("BERT_HOST", host, "", "the bert-serving server; empty: no BERT backend"),
     Setting("BERT_PORT", PORT, 5555, "the server's -port (requests)"),
     Setting("BERT_PORT_OUT", PORT, 5556, "the server's -port_out (answers)"),
     Setting("BERT_TIMEOUT", SECONDS, 3.0, "seconds to wait for a batch of 256 texts"),
     # --- sign-in and binding ---
-    Setting("SIGNIN_REDIRECT_HOSTS", items, [], "partner app hosts a sign-in may land on",
+    Setting("SIGNIN_REDIRECT_HOSTS", hosts, [], "partner app hosts a sign-in may land on",
             dev=["127.0.0.1", "localhost"], test=["127.0.0.1", "localhost", "partner.test"]),
     Setting("LOGIN_MAX_FAILURES", integer(1, 1000), 10,
             "failed password sign-ins per account in the window"),
@@ -318,7 +393,8 @@ SETTINGS: tuple[Setting, ...] = (
             test="dev-sms-access-secret", required=True),
     Setting("SMS_SIGN_NAME", text, "", "the approved SMS signature", test="Berater",
             required=True),
-    Setting("SMS_TEMPLATE_CODE", text, "", "the approved template, one variable ${code}",
+    Setting("SMS_TEMPLATE_CODE", pattern(r"SMS_[0-9]+", "a template code like SMS_123456789"),
+            "", "the approved template, one variable ${code}",
             test="SMS_000000001", required=True),
     fixed("SMS_TIMEOUT", (2.0, 3.0), "connect and read seconds of an SMS call (not retried)"),
     fixed("SMS_CODE_TTL", 5 * 60, "seconds an SMS code lives"),

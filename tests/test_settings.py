@@ -3,6 +3,7 @@ refusals, and the documentation (.env.example, the README's table) that lists th
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from berater.settings import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# An EncodingAESKey as WeChat's console makes one: 32 random bytes in 43 base64 characters.
+AES_KEY = base64.b64encode(bytes(range(7, 39))).decode()[:-1]
 # Keys .env.example holds for docker compose and gunicorn, not for the app.
 DEPLOYMENT_KEYS = frozenset(
     {
@@ -256,6 +259,26 @@ def test_no_module_restates_a_default_with_config_setdefault():
         ("WECHAT_BIND_URL", "https://"),
         ("REDIS_URL", "http://redis:6379/0"),
         ("DATABASE_URL", "berater.sqlite3"),
+        # base URLs: no user, query or fragment, a port in range
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn/?next=/"),
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn/#top"),
+        ("SERVICE_BASE_URL", "https://admin@berater.example.edu.cn"),
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn:99999"),
+        # EncodingAESKeys: 43 characters of base64
+        ("WECHAT_AES_KEY", AES_KEY[:-1]),
+        ("WECHAT_AES_KEY", AES_KEY + "A"),
+        ("WECHAT_AES_KEY", AES_KEY + "="),
+        ("WECHAT_AES_KEY", "!" + AES_KEY[1:]),
+        ("WECHAT_AES_KEY_PREVIOUS", AES_KEY[:32]),
+        # hosts: a name or an address, no scheme, port or path
+        ("BERT_HOST", "tcp://10.0.0.8"),
+        ("BERT_HOST", "10.0.0.8:5555"),
+        ("SIGNIN_REDIRECT_HOSTS", "https://partner.example.edu.cn"),
+        ("SIGNIN_REDIRECT_HOSTS", "partner.example.edu.cn:8443"),
+        ("SIGNIN_REDIRECT_HOSTS", "partner.example.edu.cn/app"),
+        ("SIGNIN_REDIRECT_HOSTS", "a.example.edu.cn, A.example.edu.cn"),
+        # patterns
+        ("SMS_TEMPLATE_CODE", "123456789"),
     ],
 )
 def test_a_value_outside_its_range_is_refused_naming_the_setting(key, value):
@@ -276,10 +299,38 @@ def test_a_value_outside_its_range_is_refused_naming_the_setting(key, value):
         ("REDIS_URL", "unix:///run/redis.sock", "unix:///run/redis.sock"),
         ("DATABASE_URL", "sqlite:////srv/berater.sqlite3", "sqlite:////srv/berater.sqlite3"),
         ("SMS_ENDPOINT", "http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn/", "https://berater.example.edu.cn"),
+        (
+            "SERVICE_BASE_URL",
+            "https://example.edu.cn:8443/berater",
+            "https://example.edu.cn:8443/berater",
+        ),
+        ("WECHAT_AES_KEY", f" {AES_KEY} ", AES_KEY),
+        ("WECHAT_AES_KEY_PREVIOUS", AES_KEY, AES_KEY),
+        ("BERT_HOST", "Bert-Server.internal", "bert-server.internal"),
+        ("BERT_HOST", "10.0.0.8", "10.0.0.8"),
+        (
+            "SIGNIN_REDIRECT_HOSTS",
+            "Partner.example.edu.cn, 10.0.0.8",
+            ["partner.example.edu.cn", "10.0.0.8"],
+        ),
+        ("SMS_TEMPLATE_CODE", " SMS_123456789 ", "SMS_123456789"),
     ],
 )
 def test_values_at_the_edges_of_their_range_are_read(key, value, parsed):
     assert load_config(environ={key: value})[key] == parsed
+
+
+def test_a_wrong_encoding_aes_key_stops_the_start_without_showing_the_key(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # away from any .env file
+    wrong = AES_KEY[:-1]  # 42 characters: WeChat's console would never give it
+    monkeypatch.setenv("WECHAT_AES_KEY", wrong)
+    with pytest.raises(ConfigError, match="setting WECHAT_AES_KEY is invalid") as refused:
+        create_app("testing")
+    assert "43 characters" in str(refused.value) and "got 42" in str(refused.value)
+    assert wrong not in str(refused.value)
+    # Empty stays allowed: plain mode.
+    assert load_config("testing", environ={"WECHAT_AES_KEY": ""})["WECHAT_AES_KEY"] == ""
 
 
 def test_the_app_does_not_start_on_a_value_out_of_range(monkeypatch, tmp_path):
