@@ -62,6 +62,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
 
     `config` is an environment name ("development", "testing", "production") or a mapping
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
+    Without either, $BERATER_ENV chooses, and unset means production.
     """
     from berater import errors, http, logs
     from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat

@@ -5,6 +5,10 @@ the range it must fall in), its default in each environment, whether production 
 and what it means. `load_config(env)` starts from the defaults of `BERATER_ENV`, overlays
 every setting found in the environment (a `.env` file is loaded first, never overriding real
 variables), and, in production, refuses to start on a missing or development secret.
+
+An unset (or empty) `BERATER_ENV` means production: development and testing are chosen by
+name (`python run.py`, `scripts/dev.sh` and the test fixtures do), so a server started
+without its settings refuses to start instead of running with development keys.
 """
 
 from __future__ import annotations
@@ -273,9 +277,10 @@ def fixed(name: str, default: Any, meaning: str, **per_env: Any) -> Setting:
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # --- core ---
-    Setting("BERATER_ENV", choice(*ENVIRONMENTS), "development", "the set of defaults",
-            test="testing", prod="production"),
-    fixed("ENV_NAME", "development", "the environment's name", test="testing", prod="production"),
+    Setting("BERATER_ENV", choice(*ENVIRONMENTS), "production",
+            "the set of defaults; unset: production", dev="development", test="testing"),
+    fixed("ENV_NAME", "production", "the environment's name", dev="development",
+          test="testing"),
     Setting("SECRET_KEY", text, "dev-secret-key",
             f"signs the sign-in session; production: {MIN_SECRET_KEY_CHARS}+ characters",
             prod="", required=True),
@@ -426,13 +431,16 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     dotenv_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Return the settings for `env` (default: $BERATER_ENV, else development). `overrides`
+    """Return the settings for `env` (default: $BERATER_ENV, else production). `overrides`
     are laid over last, as they are (tests use them for fixed settings too)."""
     if environ is None:
         load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
         environ = os.environ
     overrides = dict(overrides or {})
-    name = env or overrides.get("BERATER_ENV") or environ.get("BERATER_ENV") or "development"
+    chosen = env or overrides.get("BERATER_ENV") or environ.get("BERATER_ENV", "").strip()
+    # Unset is production, never development: a server started without its settings must
+    # refuse to start, not run on development keys with the test-token route.
+    name = chosen or "production"
     if name not in ENVIRONMENTS:
         raise ConfigError(f"BERATER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {name!r}")
     settings = {row.name: row.default_for(name) for row in SETTINGS}
@@ -452,15 +460,28 @@ def load_config(
             # An app is given the role named after it: it must not be a person's role.
             raise ConfigError(f"APP_TOKENS cannot name an app {app!r}: that is a person's role")
     if name == "production":
-        check_production(settings)
+        try:
+            check_production(settings)
+        except ConfigError as exc:
+            if chosen:
+                raise
+            raise ConfigError(
+                f"{exc} (BERATER_ENV is not set, which means production; "
+                "set BERATER_ENV=development or testing for those defaults)"
+            ) from None
     return settings
 
 
 def check_production(settings: Mapping[str, Any]) -> None:
     """Refuse to run production on a missing, empty, short or development secret."""
+    missing = [row.name for row in SETTINGS if row.required and not _values(settings.get(row.name))]
+    if len(missing) == 1:
+        raise ConfigError(f"production needs {missing[0]}: it is missing or empty")
+    if missing:
+        raise ConfigError(f"production needs {', '.join(missing)}: they are missing or empty")
     for row in SETTINGS:
-        if row.required:
-            _check_required(row.name, settings.get(row.name))
+        if row.required and any(item in DEV_VALUES for item in _values(settings[row.name])):
+            raise ConfigError(f"production refuses {row.name}: it holds a development value")
     if len(str(settings.get("SECRET_KEY")).strip()) < MIN_SECRET_KEY_CHARS:
         raise ConfigError(
             f"production needs SECRET_KEY of at least {MIN_SECRET_KEY_CHARS} random characters"
@@ -486,10 +507,7 @@ def check_production(settings: Mapping[str, Any]) -> None:
         raise ConfigError("production needs SMS_ENDPOINT to be an https:// URL")
 
 
-def _check_required(name: str, value: Any) -> None:
-    """Non-empty, and no development value (in any item of a list)."""
-    values = [str(item or "").strip() for item in (value if isinstance(value, list) else [value])]
-    if not any(values):
-        raise ConfigError(f"production needs {name}: it is missing or empty")
-    if any(item in DEV_VALUES for item in values):
-        raise ConfigError(f"production refuses {name}: it holds a development value")
+def _values(value: Any) -> list[str]:
+    """The non-empty items of a setting's value (a list's items, or the value itself)."""
+    found = [str(item or "").strip() for item in (value if isinstance(value, list) else [value])]
+    return [item for item in found if item]
