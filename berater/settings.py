@@ -337,8 +337,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WECHAT_TOKEN_ENDPOINT", choice("stable", "classic"), "stable",
             "the access token from /cgi-bin/stable_token or /cgi-bin/token"),
     fixed("WECHAT_TOKEN_WAIT", 3.0, "seconds a worker waits for another renewing the token"),
-    Setting("SERVICE_BASE_URL", base_url, "", "this service's public base URL (the menu's links)",
-            dev="http://127.0.0.1:5000"),
+    Setting("SERVICE_BASE_URL", base_url, "",
+            "this service's public base URL: every link it gives out; the only Host it answers",
+            dev="http://127.0.0.1:5000", test="http://localhost", required=True),
+    fixed("EXTRA_HOSTS", [], "Host values answered besides SERVICE_BASE_URL's host",
+          test=["127.0.0.1"]),
     # --- webhook /chat/ ---
     Setting("WECHAT_WELCOME_TEXT", text,
             "欢迎关注！发送文字即可向问答机器人提问，菜单里可以查询学号、绑定身份。",
@@ -472,6 +475,15 @@ def load_config(
     return settings
 
 
+def trusted_hosts(settings: Mapping[str, Any]) -> list[str] | None:
+    """The Host values the app answers (Flask's TRUSTED_HOSTS): SERVICE_BASE_URL's host and
+    EXTRA_HOSTS; None (any host) only where SERVICE_BASE_URL is unset, outside production."""
+    base = urlsplit(str(settings.get("SERVICE_BASE_URL") or "")).hostname
+    if not base:
+        return None
+    return [base, *(name for name in settings.get("EXTRA_HOSTS") or () if name != base)]
+
+
 def check_production(settings: Mapping[str, Any]) -> None:
     """Refuse to run production on a missing, empty, short or development secret."""
     missing = [row.name for row in SETTINGS if row.required and not _values(settings.get(row.name))]
@@ -505,6 +517,9 @@ def check_production(settings: Mapping[str, Any]) -> None:
     # Plain HTTP would show phones and codes on the wire; a loopback relay is the exception.
     if endpoint.scheme != "https" and endpoint.hostname not in LOOPBACK_HOSTS:
         raise ConfigError("production needs SMS_ENDPOINT to be an https:// URL")
+    # The session cookie is Secure in production: the sign-in pages work over HTTPS only.
+    if urlsplit(str(settings["SERVICE_BASE_URL"])).scheme != "https":
+        raise ConfigError("production needs SERVICE_BASE_URL to be an https:// URL")
 
 
 def _values(value: Any) -> list[str]:

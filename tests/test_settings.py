@@ -67,7 +67,7 @@ def test_an_unset_environment_is_production_and_says_what_it_lacks(unset):
         load_config(environ=unset)
     message = str(refused.value)
     # Every missing secret at once, and how to choose another environment.
-    for key in ("SECRET_KEY", "CRYPTO_KEYS", "WECHAT_SECRET"):
+    for key in ("SECRET_KEY", "CRYPTO_KEYS", "WECHAT_SECRET", "SERVICE_BASE_URL"):
         assert key in message
     assert "BERATER_ENV is not set" in message and "BERATER_ENV=development" in message
     production = {k: v for k, v in GOOD_PROD.items() if k != "BERATER_ENV"}
@@ -400,6 +400,15 @@ def test_the_app_does_not_start_on_a_value_out_of_range(monkeypatch, tmp_path):
 def test_production_refuses_each_required_setting_when_missing(key):
     with pytest.raises(ConfigError, match=rf"production needs {key}"):
         load_config(environ={k: v for k, v in GOOD_PROD.items() if k != key})
+
+
+def test_production_needs_its_service_base_url_over_https():
+    """Every link it gives out and the only host it answers; its session cookie is Secure."""
+    with pytest.raises(ConfigError, match="production needs SERVICE_BASE_URL"):
+        load_config(environ={k: v for k, v in GOOD_PROD.items() if k != "SERVICE_BASE_URL"})
+    plain = {**GOOD_PROD, "SERVICE_BASE_URL": "http://berater.example.edu.cn"}
+    with pytest.raises(ConfigError, match="SERVICE_BASE_URL to be an https:// URL"):
+        load_config(environ=plain)
 
 
 def test_production_needs_a_secret_key_of_32_characters():
