@@ -1,8 +1,11 @@
 """Entry point: `gunicorn run:app`, `flask --app run ...`, or `python run.py` for development.
 
-`python run.py` starts everything on the embedded defaults: the SQLite file and the embedded
-store in ./instance, and the stand-in WeChat on 127.0.0.1:5001, so the whole sign-in can be
-clicked through in a browser at http://127.0.0.1:5000/.
+`python run.py` chooses development (unless BERATER_ENV says otherwise) and starts everything
+on the embedded defaults: the SQLite file and the embedded store in ./instance, and the
+stand-in WeChat on 127.0.0.1:5001, so the whole sign-in can be clicked through in a browser
+at http://127.0.0.1:5000/ (development's SERVICE_BASE_URL: the only host it answers).
+`gunicorn run:app` and `flask --app run` take BERATER_ENV from the environment or .env;
+unset, it means production.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any, cast
 from flask import Blueprint, Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from berater.settings import load_config
+from berater.settings import load_config, trusted_hosts
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The features, in the order their routes and commands register. A partner app is one
@@ -30,7 +30,13 @@ FEATURES = (
     "berater.apps.nova",
 )
 # The shared modules `create_app` needs beside the features.
-SHARED_MODULES = ("berater.errors", "berater.http", "berater.logs", "berater.extensions")
+SHARED_MODULES = (
+    "berater.errors",
+    "berater.http",
+    "berater.logs",
+    "berater.urls",
+    "berater.extensions",
+)
 
 
 def app_modules() -> list[str]:
@@ -62,6 +68,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
 
     `config` is an environment name ("development", "testing", "production") or a mapping
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
+    Without either, $BERATER_ENV chooses, and unset means production.
     """
     from berater import errors, http, logs
     from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat
@@ -75,6 +82,9 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
         f"sqlite:///{Path(app.instance_path) / 'berater.sqlite3'}"
     )
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
+    # Only SERVICE_BASE_URL's host is answered (after ProxyFix, so X-Forwarded-Host too):
+    # another Host gets 400 before any view runs.
+    app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
 
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]

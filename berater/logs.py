@@ -116,3 +116,28 @@ def mask_path(app: Flask, pattern: re.Pattern[str], replacement: str) -> None:
     """Log `replacement` instead of a request path that matches `pattern` (a path that
     carries a secret), also for answers that never reached the view."""
     app.extensions.setdefault("berater.logs", []).append((pattern, replacement))
+
+
+def gunicorn_logconfig() -> dict[str, object]:
+    """gunicorn's `logconfig_dict` (gunicorn.conf.py): its loggers write through SafeFormatter
+    too. gunicorn.error logs a refused request line whole, query string included (an OAuth
+    code, a phone, an ID card); the root logger catches third-party libraries' warnings.
+    gunicorn.access is kept below its level: the app logs each request itself, without the
+    query string, which gunicorn's access line would show. gunicorn.error's level stays
+    gunicorn's `loglevel`."""
+    handler = {"class": "logging.StreamHandler", "formatter": "safe", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"safe": {"class": f"{__name__}.SafeFormatter", "format": GUNICORN_FORMAT}},
+        "handlers": {"stderr": handler},
+        "root": {"level": "WARNING", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        },
+    }
+
+
+# The app's line format (configure), with the logger's name, so gunicorn's lines read alike.
+GUNICORN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"

@@ -5,11 +5,18 @@ the range it must fall in), its default in each environment, whether production 
 and what it means. `load_config(env)` starts from the defaults of `BERATER_ENV`, overlays
 every setting found in the environment (a `.env` file is loaded first, never overriding real
 variables), and, in production, refuses to start on a missing or development secret.
+
+An unset (or empty) `BERATER_ENV` means production: development and testing are chosen by
+name (`python run.py`, `scripts/dev.sh` and the test fixtures do), so a server started
+without its settings refuses to start instead of running with development keys.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import ipaddress
 import math
 import os
 import re
@@ -152,6 +159,80 @@ def url(*schemes: str, host: bool = True) -> Parser:
     return parse
 
 
+PORT = integer(1, 65535)
+SECONDS = real(0, 60, above=True)
+HTTP = url("http", "https")
+
+
+def base_url(value: str) -> str:
+    """An http(s) URL with a host and nothing after its path; kept without a trailing "/"."""
+    found = HTTP(value)
+    parts = urlsplit(found)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ValueError(f"expected a port from 1 to 65535 in {value!r}") from None
+    if parts.username is not None or "?" in found or "#" in found:
+        raise ValueError(f"expected a base URL without user, query or fragment, got {value!r}")
+    return found.rstrip("/")
+
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+def host(value: str) -> str:
+    """A host name or an IP address, without scheme, port or path; in lower case."""
+    name = value.strip().lower()
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    if not _DNS_NAME.fullmatch(name):
+        raise ValueError(
+            f"expected a host name or an IP address (no scheme or port), got {value!r}"
+        )
+    return name
+
+
+def hosts(value: str) -> list[str]:
+    """`a.example, 10.0.0.1` -> ["a.example", "10.0.0.1"]: items, each a `host`."""
+    found = [host(item) for item in items(value)]
+    if len(set(found)) < len(found):
+        raise ValueError("a host is listed twice")
+    return found
+
+
+def pattern(regex: str, wanted: str) -> Parser:
+    """A value that matches `regex` whole; `wanted` says what that is."""
+
+    def parse(value: str) -> str:
+        if not re.fullmatch(regex, value.strip()):
+            raise ValueError(f"expected {wanted}, got {value.strip()!r}")
+        return value.strip()
+
+    return parse
+
+
+AES_KEY_CHARS = 43
+
+
+def encoding_aes_key(value: str) -> str:
+    """A WeChat EncodingAESKey: 43 characters of base64 that decode (with a trailing "=") to
+    the 32 bytes of an AES-256 key. The value is a secret: the error tells only its length."""
+    key = value.strip()
+    try:
+        decoded = base64.b64decode(key + "=", validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(key) != AES_KEY_CHARS or len(decoded) != 32:
+        raise ValueError(
+            f"expected {AES_KEY_CHARS} characters of base64 (A-Z, a-z, 0-9, + and /), "
+            f"got {len(key)} characters{'' if decoded else ' that are not base64'}"
+        )
+    return key
+
+
 # --- the table ---
 
 
@@ -193,16 +274,13 @@ def fixed(name: str, default: Any, meaning: str, **per_env: Any) -> Setting:
     return Setting(name, None, default, meaning, **per_env)
 
 
-PORT = integer(1, 65535)
-SECONDS = real(0, 60, above=True)
-HTTP = url("http", "https")
-
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     # --- core ---
-    Setting("BERATER_ENV", choice(*ENVIRONMENTS), "development", "the set of defaults",
-            test="testing", prod="production"),
-    fixed("ENV_NAME", "development", "the environment's name", test="testing", prod="production"),
+    Setting("BERATER_ENV", choice(*ENVIRONMENTS), "production",
+            "the set of defaults; unset: production", dev="development", test="testing"),
+    fixed("ENV_NAME", "production", "the environment's name", dev="development",
+          test="testing"),
     Setting("SECRET_KEY", text, "dev-secret-key",
             f"signs the sign-in session; production: {MIN_SECRET_KEY_CHARS}+ characters",
             prod="", required=True),
@@ -249,16 +327,21 @@ SETTINGS: tuple[Setting, ...] = (
             prod="", required=True),
     Setting("WECHAT_TOKEN", text, "dev-wechat-token", "the webhook Token", prod="",
             required=True),
-    Setting("WECHAT_AES_KEY", text, "", "the webhook EncodingAESKey; empty: plain mode"),
-    Setting("WECHAT_AES_KEY_PREVIOUS", text, "", "the previous EncodingAESKey while rotating"),
+    Setting("WECHAT_AES_KEY", encoding_aes_key, "",
+            "the webhook EncodingAESKey (43 characters); empty: plain mode"),
+    Setting("WECHAT_AES_KEY_PREVIOUS", encoding_aes_key, "",
+            "the previous EncodingAESKey while rotating"),
     Setting("WECHAT_API_BASE", HTTP, "https://api.weixin.qq.com", "WeChat API base URL"),
     Setting("WECHAT_OAUTH_BASE", HTTP, "https://open.weixin.qq.com", "WeChat OAuth pages"),
     fixed("WECHAT_TIMEOUT", (2.0, 3.0), "connect and read seconds of WeChat calls"),
     Setting("WECHAT_TOKEN_ENDPOINT", choice("stable", "classic"), "stable",
             "the access token from /cgi-bin/stable_token or /cgi-bin/token"),
     fixed("WECHAT_TOKEN_WAIT", 3.0, "seconds a worker waits for another renewing the token"),
-    Setting("SERVICE_BASE_URL", HTTP, "", "this service's public base URL (the menu's links)",
-            dev="http://127.0.0.1:5000"),
+    Setting("SERVICE_BASE_URL", base_url, "",
+            "this service's public base URL: every link it gives out; the only Host it answers",
+            dev="http://127.0.0.1:5000", test="http://localhost", required=True),
+    fixed("EXTRA_HOSTS", [], "Host values answered besides SERVICE_BASE_URL's host",
+          test=["127.0.0.1"]),
     # --- webhook /chat/ ---
     Setting("WECHAT_WELCOME_TEXT", text,
             "欢迎关注！发送文字即可向问答机器人提问，菜单里可以查询学号、绑定身份。",
@@ -280,12 +363,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QNA_MIN_SCORE", real(0, 1), 0.1, "lexical score below which there is no answer"),
     Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
     Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
-    Setting("BERT_HOST", text, "", "the bert-serving server; empty: no BERT backend"),
+    Setting("BERT_HOST", host, "", "the bert-serving server; empty: no BERT backend"),
     Setting("BERT_PORT", PORT, 5555, "the server's -port (requests)"),
     Setting("BERT_PORT_OUT", PORT, 5556, "the server's -port_out (answers)"),
     Setting("BERT_TIMEOUT", SECONDS, 3.0, "seconds to wait for a batch of 256 texts"),
     # --- sign-in and binding ---
-    Setting("SIGNIN_REDIRECT_HOSTS", items, [], "partner app hosts a sign-in may land on",
+    Setting("SIGNIN_REDIRECT_HOSTS", hosts, [], "partner app hosts a sign-in may land on",
             dev=["127.0.0.1", "localhost"], test=["127.0.0.1", "localhost", "partner.test"]),
     Setting("LOGIN_MAX_FAILURES", integer(1, 1000), 10,
             "failed password sign-ins per account in the window"),
@@ -320,7 +403,8 @@ SETTINGS: tuple[Setting, ...] = (
             test="dev-sms-access-secret", required=True),
     Setting("SMS_SIGN_NAME", text, "", "the approved SMS signature", test="Berater",
             required=True),
-    Setting("SMS_TEMPLATE_CODE", text, "", "the approved template, one variable ${code}",
+    Setting("SMS_TEMPLATE_CODE", pattern(r"SMS_[0-9]+", "a template code like SMS_123456789"),
+            "", "the approved template, one variable ${code}",
             test="SMS_000000001", required=True),
     fixed("SMS_TIMEOUT", (2.0, 3.0), "connect and read seconds of an SMS call (not retried)"),
     fixed("SMS_CODE_TTL", 5 * 60, "seconds an SMS code lives"),
@@ -352,13 +436,16 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     dotenv_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Return the settings for `env` (default: $BERATER_ENV, else development). `overrides`
+    """Return the settings for `env` (default: $BERATER_ENV, else production). `overrides`
     are laid over last, as they are (tests use them for fixed settings too)."""
     if environ is None:
         load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
         environ = os.environ
     overrides = dict(overrides or {})
-    name = env or overrides.get("BERATER_ENV") or environ.get("BERATER_ENV") or "development"
+    chosen = env or overrides.get("BERATER_ENV") or environ.get("BERATER_ENV", "").strip()
+    # Unset is production, never development: a server started without its settings must
+    # refuse to start, not run on development keys with the test-token route.
+    name = chosen or "production"
     if name not in ENVIRONMENTS:
         raise ConfigError(f"BERATER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {name!r}")
     settings = {row.name: row.default_for(name) for row in SETTINGS}
@@ -378,15 +465,37 @@ def load_config(
             # An app is given the role named after it: it must not be a person's role.
             raise ConfigError(f"APP_TOKENS cannot name an app {app!r}: that is a person's role")
     if name == "production":
-        check_production(settings)
+        try:
+            check_production(settings)
+        except ConfigError as exc:
+            if chosen:
+                raise
+            raise ConfigError(
+                f"{exc} (BERATER_ENV is not set, which means production; "
+                "set BERATER_ENV=development or testing for those defaults)"
+            ) from None
     return settings
+
+
+def trusted_hosts(settings: Mapping[str, Any]) -> list[str] | None:
+    """The Host values the app answers (Flask's TRUSTED_HOSTS): SERVICE_BASE_URL's host and
+    EXTRA_HOSTS; None (any host) only where SERVICE_BASE_URL is unset, outside production."""
+    base = urlsplit(str(settings.get("SERVICE_BASE_URL") or "")).hostname
+    if not base:
+        return None
+    return [base, *(name for name in settings.get("EXTRA_HOSTS") or () if name != base)]
 
 
 def check_production(settings: Mapping[str, Any]) -> None:
     """Refuse to run production on a missing, empty, short or development secret."""
+    missing = [row.name for row in SETTINGS if row.required and not _values(settings.get(row.name))]
+    if len(missing) == 1:
+        raise ConfigError(f"production needs {missing[0]}: it is missing or empty")
+    if missing:
+        raise ConfigError(f"production needs {', '.join(missing)}: they are missing or empty")
     for row in SETTINGS:
-        if row.required:
-            _check_required(row.name, settings.get(row.name))
+        if row.required and any(item in DEV_VALUES for item in _values(settings[row.name])):
+            raise ConfigError(f"production refuses {row.name}: it holds a development value")
     if len(str(settings.get("SECRET_KEY")).strip()) < MIN_SECRET_KEY_CHARS:
         raise ConfigError(
             f"production needs SECRET_KEY of at least {MIN_SECRET_KEY_CHARS} random characters"
@@ -410,12 +519,12 @@ def check_production(settings: Mapping[str, Any]) -> None:
     # Plain HTTP would show phones and codes on the wire; a loopback relay is the exception.
     if endpoint.scheme != "https" and endpoint.hostname not in LOOPBACK_HOSTS:
         raise ConfigError("production needs SMS_ENDPOINT to be an https:// URL")
+    # The session cookie is Secure in production: the sign-in pages work over HTTPS only.
+    if urlsplit(str(settings["SERVICE_BASE_URL"])).scheme != "https":
+        raise ConfigError("production needs SERVICE_BASE_URL to be an https:// URL")
 
 
-def _check_required(name: str, value: Any) -> None:
-    """Non-empty, and no development value (in any item of a list)."""
-    values = [str(item or "").strip() for item in (value if isinstance(value, list) else [value])]
-    if not any(values):
-        raise ConfigError(f"production needs {name}: it is missing or empty")
-    if any(item in DEV_VALUES for item in values):
-        raise ConfigError(f"production refuses {name}: it holds a development value")
+def _values(value: Any) -> list[str]:
+    """The non-empty items of a setting's value (a list's items, or the value itself)."""
+    found = [str(item or "").strip() for item in (value if isinstance(value, list) else [value])]
+    return [item for item in found if item]

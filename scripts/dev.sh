@@ -14,4 +14,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -r requirements.txt
 
+# Development is chosen by name: an unset BERATER_ENV means production, which refuses to
+# start without its secrets.
+export BERATER_ENV="${BERATER_ENV:-development}"
 exec .venv/bin/python run.py "$@"

@@ -245,10 +245,18 @@ def post(
 
 
 def _defaults() -> Mapping[str, str]:
-    """Token, appid and AES key from the service's settings (environment and .env)."""
+    """Token, appid and AES key from the service's settings (environment and .env): a
+    development service's unless BERATER_ENV says otherwise (unset means production to the
+    service, but this stand-in plays WeChat for a service run locally)."""
+    import os
+    from pathlib import Path
+
+    from dotenv import load_dotenv
+
     from berater.settings import load_config
 
-    cfg = load_config()
+    load_dotenv(Path.cwd() / ".env", override=False)
+    cfg = load_config(os.environ.get("BERATER_ENV", "").strip() or "development")
     return {
         "token": cfg["WECHAT_TOKEN"],
         "appid": cfg["WECHAT_APPID"],

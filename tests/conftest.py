@@ -203,11 +203,15 @@ def ctx(app: Flask) -> Iterator[Flask]:
 
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
-    """The app served over real HTTP on a loopback port, in a thread; yields its base URL."""
+    """The app served over real HTTP on a loopback port, in a thread; yields its base URL,
+    which is the app's SERVICE_BASE_URL (its links point there; 127.0.0.1 is in the testing
+    EXTRA_HOSTS, so the Host check lets it in)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    app.config["SERVICE_BASE_URL"] = base
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield base
     server.shutdown()
     thread.join(timeout=5)
 

@@ -18,15 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from dotenv import dotenv_values
+from flask import Flask
 from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
 
 from berater.ext.crypto import new_key
 from berater.settings import ENV_KEYS, SETTINGS, ConfigError, default, load_config, setting
@@ -185,6 +188,7 @@ def test_env_example_starts_production_once_the_blanks_are_filled() -> None:
         "SMS_ACCESS_SECRET": secrets.token_hex(15),
         "SMS_SIGN_NAME": "某某大学招生办",
         "SMS_TEMPLATE_CODE": "SMS_123456789",
+        "SERVICE_BASE_URL": "https://berater.example.edu.cn",
     }
     settings = load_config(environ=values)
     assert settings["BERATER_ENV"] == "production"
@@ -419,6 +423,11 @@ def test_dockerfile_listens_where_compose_publishes() -> None:
     assert f"127.0.0.1:{port}/api/ping" in final_stage("HEALTHCHECK")[-1]
 
 
+def healthcheck_env(service_base_url: str = "https://berater.example.edu.cn") -> dict[str, str]:
+    """The container's environment as the check sees it: SERVICE_BASE_URL comes from .env."""
+    return {**os.environ, "SERVICE_BASE_URL": service_base_url}
+
+
 def healthcheck_command(base_url: str) -> list[str]:
     rest = final_stage("HEALTHCHECK")[-1]
     command = json.loads(rest[rest.index("CMD") + 3 :])
@@ -429,9 +438,24 @@ def healthcheck_command(base_url: str) -> list[str]:
     ]
 
 
-def test_healthcheck_passes_on_the_running_app(live_server: str) -> None:
-    result = subprocess.run(healthcheck_command(live_server), capture_output=True, timeout=10)
-    assert result.returncode == 0, result.stderr
+def test_healthcheck_passes_on_the_running_app(make_app: Callable[..., Flask]) -> None:
+    """As in production: the app answers only SERVICE_BASE_URL's host, and the check, sent to
+    the loopback port, names that host."""
+    public = "https://berater.example.edu.cn"
+    app = make_app(SERVICE_BASE_URL=public, EXTRA_HOSTS=[])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert requests.get(f"{base}/api/ping", timeout=5).status_code == 400  # Host 127.0.0.1
+        command = healthcheck_command(base)
+        result = subprocess.run(
+            command, env=healthcheck_env(public), capture_output=True, timeout=10
+        )
+        assert result.returncode == 0, result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_healthcheck_fails_when_the_app_is_down_or_unwell() -> None:
@@ -447,12 +471,14 @@ def test_healthcheck_fails_when_the_app_is_down_or_unwell() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         unwell = healthcheck_command(f"http://127.0.0.1:{server.server_port}")
-        assert subprocess.run(unwell[:], capture_output=True, timeout=10).returncode != 0
+        result = subprocess.run(unwell, env=healthcheck_env(), capture_output=True, timeout=10)
+        assert result.returncode != 0 and b"HTTPError" in result.stderr
     finally:
         server.shutdown()
         server.server_close()
     down = healthcheck_command(f"http://127.0.0.1:{closed_port()}")
-    assert subprocess.run(down[:], capture_output=True, timeout=10).returncode != 0
+    result = subprocess.run(down, env=healthcheck_env(), capture_output=True, timeout=10)
+    assert result.returncode != 0 and b"URLError" in result.stderr
 
 
 @pytest.fixture

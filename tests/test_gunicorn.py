@@ -170,6 +170,95 @@ def test_gunicorn_workers_share_one_embedded_store_and_its_revocations(
         _cleanup(master, instance)
 
 
+def test_gunicorn_own_log_is_redacted_and_foreign_hosts_are_refused(
+    tmp_path: Path, wechat: RunningWeChat
+) -> None:
+    """gunicorn's error log shows a request line it refuses whole, query string included; it
+    goes through the app's redacting formatter (gunicorn.conf.py's logconfig_dict). Behind two
+    trusted proxies, X-Forwarded-For with one value or two is served, and another host, in
+    Host or X-Forwarded-Host, is refused."""
+    instance = tmp_path / "instance"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update(
+        {
+            "BERATER_ENV": "testing",
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "REDIS_URL": "",
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "LOG_LEVEL": "INFO",
+            "TRUSTED_PROXIES": "2",
+            "WECHAT_API_BASE": wechat.url,
+            "WECHAT_OAUTH_BASE": wechat.url,
+        }
+    )
+    code = "oauth" + secrets.token_hex(12)
+    phone, id_card = "13812345678", "11010519491231002X"  # a valid check character
+    secrets_sent = (code, phone, id_card)
+    out_path, err_path = tmp_path / "gunicorn.out", tmp_path / "gunicorn.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        master = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_serving(master, port, err_path)
+        # Request lines gunicorn refuses before the app sees them: no HTTP version, a tab.
+        query = f"code={code}&phone={phone}&id_card={id_card}"
+        for line in (
+            f"GET /signin/callback?{query}",
+            f"GET\t/signin/callback?{query} HTTP/1.1",
+            f"GET /signin/{phone}/{id_card}?code={code}",
+        ):
+            status, _ = _raw(port, f"{line}\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+            assert status == 400, line
+        # X-Forwarded-For with one value (fewer than the two hops) or two: served.
+        for forwarded in ("203.0.113.7", "203.0.113.7, 198.51.100.1"):
+            headers = {"X-Forwarded-For": forwarded}
+            assert _request(port, "GET", "/api/ping", headers).status == 200
+        # Another host: refused, in Host or through the proxies in X-Forwarded-Host.
+        status, body = _raw(port, "GET /signin HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+        assert status == 400 and "evil.example" in body and "Location" not in body
+        forwarded_host = {"X-Forwarded-Host": "evil.example, 127.0.0.1"}
+        assert _request(port, "GET", "/api/ping", forwarded_host).status == 400
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=25) == 0
+        logged = err_path.read_text(errors="replace")
+        printed = out_path.read_text(errors="replace")
+        for secret in secrets_sent:
+            assert secret not in logged and secret not in printed, secret
+        assert logged.count("Invalid request from ip=127.0.0.1") == 3
+        for placeholder in ("code=[redacted]", "phone=[redacted]", "id_card=[redacted]"):
+            assert placeholder in logged
+        assert "/signin/[phone]/[id_card]?code=[redacted]" in logged
+        # gunicorn's own lines are in the app's format, through the same formatter.
+        assert re.search(r" INFO gunicorn\.error \[\d+\] Booting worker", logged), logged
+    except BaseException:
+        print(f"---- tail of gunicorn's stderr ({err_path}) ----\n{_tail(err_path)}")
+        raise
+    finally:
+        _cleanup(master, instance)
+
+
+def _raw(port: int, text: str) -> tuple[int, str]:
+    """Send `text` as it is on a new connection; the answer's status and whole text."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(text.encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    answer = received.decode("utf-8", "replace")
+    return int(answer.split(" ", 2)[1]), answer
+
+
 def _wait_until_serving(master: subprocess.Popen[bytes], port: int, log_path: Path) -> list[int]:
     """Wait until /api/ping answers and the master has two booted workers; return their pids."""
     deadline = time.monotonic() + START_TIMEOUT

@@ -3,6 +3,7 @@ refusals, and the documentation (.env.example, the README's table) that lists th
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from berater.settings import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# An EncodingAESKey as WeChat's console makes one: 32 random bytes in 43 base64 characters.
+AES_KEY = base64.b64encode(bytes(range(7, 39))).decode()[:-1]
 # Keys .env.example holds for docker compose and gunicorn, not for the app.
 DEPLOYMENT_KEYS = frozenset(
     {
@@ -48,12 +51,61 @@ GOOD_PROD = {
     "SMS_ACCESS_SECRET": "a" * 30,
     "SMS_SIGN_NAME": "某某大学招生办",
     "SMS_TEMPLATE_CODE": "SMS_123456789",
+    "SERVICE_BASE_URL": "https://berater.example.edu.cn",
 }
 
 
 def test_environment_is_picked_by_berater_env():
     assert load_config(environ={"BERATER_ENV": "testing"})["TESTING"] is True
-    assert load_config(environ={})["BERATER_ENV"] == "development"
+    assert load_config(environ={"BERATER_ENV": "development"})["SMS_BACKEND"] == "console"
+    assert load_config(environ=GOOD_PROD)["BERATER_ENV"] == "production"
+
+
+@pytest.mark.parametrize("unset", [{}, {"BERATER_ENV": ""}, {"BERATER_ENV": "  "}])
+def test_an_unset_environment_is_production_and_says_what_it_lacks(unset):
+    with pytest.raises(ConfigError) as refused:
+        load_config(environ=unset)
+    message = str(refused.value)
+    # Every missing secret at once, and how to choose another environment.
+    for key in ("SECRET_KEY", "CRYPTO_KEYS", "WECHAT_SECRET", "SERVICE_BASE_URL"):
+        assert key in message
+    assert "BERATER_ENV is not set" in message and "BERATER_ENV=development" in message
+    production = {k: v for k, v in GOOD_PROD.items() if k != "BERATER_ENV"}
+    settings = load_config(environ={**production, **unset})
+    assert settings["BERATER_ENV"] == settings["ENV_NAME"] == "production"
+    assert settings["ENABLE_TEST_TOKEN"] is False
+    assert settings["TESTING"] is False and settings["SMS_BACKEND"] == "aliyun"
+
+
+def test_create_app_without_berater_env_is_no_development_app(monkeypatch, tmp_path):
+    """No BERATER_ENV and no .env: no development key, no test-token route, no dev pages."""
+    monkeypatch.chdir(tmp_path)  # away from any .env file
+    monkeypatch.delenv("BERATER_ENV", raising=False)
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ConfigError, match="production needs"):
+        create_app()
+    with pytest.raises(ConfigError, match="production needs"):
+        create_app({"INSTANCE_PATH": str(tmp_path)})  # overrides without an environment
+    # With production's secrets it starts, as production.
+    for key, value in GOOD_PROD.items():
+        if key not in {"BERATER_ENV", "DATABASE_URL"}:
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'berater.sqlite3'}")
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    app = create_app()
+    try:
+        assert app.config["BERATER_ENV"] == "production"
+        assert app.config["SECRET_KEY"] == GOOD_PROD["SECRET_KEY"]
+        assert DEV_CRYPTO_KEY not in app.config["CRYPTO_KEYS"]
+        client, base = app.test_client(), GOOD_PROD["SERVICE_BASE_URL"]
+        assert client.get(f"{base}/api/ping").status_code == 200
+        assert client.post(f"{base}/api/test/token/o_anyone").status_code == 404
+        assert client.get(f"{base}/dev/sms").status_code == 404
+        assert client.get(f"{base}/demo/app").status_code == 404
+    finally:
+        app.extensions["berater.tasks"].shutdown(timeout=5)
+        app.extensions["berater.store"].close()
 
 
 def test_unknown_environment_is_refused_by_name():
@@ -64,6 +116,7 @@ def test_unknown_environment_is_refused_by_name():
 def test_settings_are_read_and_parsed_from_the_environment():
     settings = load_config(
         environ={
+            "BERATER_ENV": "development",
             "TOKEN_TTL": "1800",
             "APP_TOKENS": "face=abc, other = def",
             "CRYPTO_KEYS": "k1, k2",
@@ -87,10 +140,12 @@ def test_an_unreadable_setting_is_named(key, value):
 
 def test_dotenv_file_is_read_without_overriding_the_environment(tmp_path, monkeypatch):
     env_file = tmp_path / ".env"
-    env_file.write_text("TOKEN_TTL=1234\nLOG_LEVEL=WARNING\n")
+    env_file.write_text("BERATER_ENV=development\nTOKEN_TTL=1234\nLOG_LEVEL=WARNING\n")
     monkeypatch.setenv("LOG_LEVEL", "ERROR")
     monkeypatch.delenv("TOKEN_TTL", raising=False)
+    monkeypatch.delenv("BERATER_ENV", raising=False)
     settings = load_config(dotenv_path=env_file)
+    assert settings["BERATER_ENV"] == "development"  # .env may choose the environment
     assert settings["TOKEN_TTL"] == 1234
     assert settings["LOG_LEVEL"] == "ERROR"
 
@@ -196,12 +251,13 @@ def test_every_default_is_inside_its_own_range(env):
 
 def test_fixed_settings_are_not_read_from_the_environment_but_overrides_set_them():
     assert "SMS_CODE_TTL" not in ENV_KEYS
-    assert load_config(environ={"SMS_CODE_TTL": "1"})["SMS_CODE_TTL"] == 300
-    assert load_config(environ={}, overrides={"SMS_CODE_TTL": 1})["SMS_CODE_TTL"] == 1
+    assert load_config("development", environ={"SMS_CODE_TTL": "1"})["SMS_CODE_TTL"] == 300
+    settings = load_config("development", environ={}, overrides={"SMS_CODE_TTL": 1})
+    assert settings["SMS_CODE_TTL"] == 1
 
 
 def test_overrides_are_laid_over_without_parsing():
-    settings = load_config(environ={"TOKEN_TTL": "1800"}, overrides={"TOKEN_TTL": 2})
+    settings = load_config("development", environ={"TOKEN_TTL": "1800"}, overrides={"TOKEN_TTL": 2})
     assert settings["TOKEN_TTL"] == 2
 
 
@@ -258,6 +314,26 @@ def test_no_module_restates_a_default_with_config_setdefault():
         ("WECHAT_BIND_URL", "https://"),
         ("REDIS_URL", "http://redis:6379/0"),
         ("DATABASE_URL", "berater.sqlite3"),
+        # base URLs: no user, query or fragment, a port in range
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn/?next=/"),
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn/#top"),
+        ("SERVICE_BASE_URL", "https://admin@berater.example.edu.cn"),
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn:99999"),
+        # EncodingAESKeys: 43 characters of base64
+        ("WECHAT_AES_KEY", AES_KEY[:-1]),
+        ("WECHAT_AES_KEY", AES_KEY + "A"),
+        ("WECHAT_AES_KEY", AES_KEY + "="),
+        ("WECHAT_AES_KEY", "!" + AES_KEY[1:]),
+        ("WECHAT_AES_KEY_PREVIOUS", AES_KEY[:32]),
+        # hosts: a name or an address, no scheme, port or path
+        ("BERT_HOST", "tcp://10.0.0.8"),
+        ("BERT_HOST", "10.0.0.8:5555"),
+        ("SIGNIN_REDIRECT_HOSTS", "https://partner.example.edu.cn"),
+        ("SIGNIN_REDIRECT_HOSTS", "partner.example.edu.cn:8443"),
+        ("SIGNIN_REDIRECT_HOSTS", "partner.example.edu.cn/app"),
+        ("SIGNIN_REDIRECT_HOSTS", "a.example.edu.cn, A.example.edu.cn"),
+        # patterns
+        ("SMS_TEMPLATE_CODE", "123456789"),
     ],
 )
 def test_a_value_outside_its_range_is_refused_naming_the_setting(key, value):
@@ -280,10 +356,38 @@ def test_a_value_outside_its_range_is_refused_naming_the_setting(key, value):
         ("REDIS_URL", "unix:///run/redis.sock", "unix:///run/redis.sock"),
         ("DATABASE_URL", "sqlite:////srv/berater.sqlite3", "sqlite:////srv/berater.sqlite3"),
         ("SMS_ENDPOINT", "http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("SERVICE_BASE_URL", "https://berater.example.edu.cn/", "https://berater.example.edu.cn"),
+        (
+            "SERVICE_BASE_URL",
+            "https://example.edu.cn:8443/berater",
+            "https://example.edu.cn:8443/berater",
+        ),
+        ("WECHAT_AES_KEY", f" {AES_KEY} ", AES_KEY),
+        ("WECHAT_AES_KEY_PREVIOUS", AES_KEY, AES_KEY),
+        ("BERT_HOST", "Bert-Server.internal", "bert-server.internal"),
+        ("BERT_HOST", "10.0.0.8", "10.0.0.8"),
+        (
+            "SIGNIN_REDIRECT_HOSTS",
+            "Partner.example.edu.cn, 10.0.0.8",
+            ["partner.example.edu.cn", "10.0.0.8"],
+        ),
+        ("SMS_TEMPLATE_CODE", " SMS_123456789 ", "SMS_123456789"),
     ],
 )
 def test_values_at_the_edges_of_their_range_are_read(key, value, parsed):
-    assert load_config(environ={key: value})[key] == parsed
+    assert load_config("development", environ={key: value})[key] == parsed
+
+
+def test_a_wrong_encoding_aes_key_stops_the_start_without_showing_the_key(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # away from any .env file
+    wrong = AES_KEY[:-1]  # 42 characters: WeChat's console would never give it
+    monkeypatch.setenv("WECHAT_AES_KEY", wrong)
+    with pytest.raises(ConfigError, match="setting WECHAT_AES_KEY is invalid") as refused:
+        create_app("testing")
+    assert "43 characters" in str(refused.value) and "got 42" in str(refused.value)
+    assert wrong not in str(refused.value)
+    # Empty stays allowed: plain mode.
+    assert load_config("testing", environ={"WECHAT_AES_KEY": ""})["WECHAT_AES_KEY"] == ""
 
 
 def test_the_app_does_not_start_on_a_value_out_of_range(monkeypatch, tmp_path):
@@ -300,6 +404,15 @@ def test_the_app_does_not_start_on_a_value_out_of_range(monkeypatch, tmp_path):
 def test_production_refuses_each_required_setting_when_missing(key):
     with pytest.raises(ConfigError, match=rf"production needs {key}"):
         load_config(environ={k: v for k, v in GOOD_PROD.items() if k != key})
+
+
+def test_production_needs_its_service_base_url_over_https():
+    """Every link it gives out and the only host it answers; its session cookie is Secure."""
+    with pytest.raises(ConfigError, match="production needs SERVICE_BASE_URL"):
+        load_config(environ={k: v for k, v in GOOD_PROD.items() if k != "SERVICE_BASE_URL"})
+    plain = {**GOOD_PROD, "SERVICE_BASE_URL": "http://berater.example.edu.cn"}
+    with pytest.raises(ConfigError, match="SERVICE_BASE_URL to be an https:// URL"):
+        load_config(environ=plain)
 
 
 def test_production_needs_a_secret_key_of_32_characters():

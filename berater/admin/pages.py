@@ -29,6 +29,7 @@ from berater.identity import roles
 from berater.identity import services as tokens
 from berater.identity.auth import Identity, identity_from_token
 from berater.signin import services as signin
+from berater.urls import external_url
 
 P = ParamSpec("P")
 SESSION_TOKEN = "admin_token"  # noqa: S105 - the session key, not a secret
@@ -85,7 +86,7 @@ def signed_in() -> Identity | None:
 def sign_in_first(target: str) -> Response:
     """Send the browser through WeChat OAuth, to come back to `target` (a page here)."""
     state = signin.begin(target)
-    return redirect(wechat.authorize_url(url_for("admin.callback", _external=True), state))
+    return redirect(wechat.authorize_url(external_url("admin.callback"), state))
 
 
 @bp.get("/callback")
@@ -126,7 +127,7 @@ def go_link(role: str) -> Response | str:
     if invites.INVITER_ROLE not in who.roles:
         raise Forbidden("only an administrator may create invitation links")
     seq, ttl = invites.create(who.subject, role)
-    link = url_for("admin.preview", seq=seq, _external=True)
+    link = external_url("admin.preview", seq=seq)
     return render_template(
         "admin/link.html", link=link, role=role, role_name=roles.display_name(role), ttl=ttl
     )

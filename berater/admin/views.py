@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, request, url_for
+from flask import Response, request
 from spectree import Response as Resp
 
 from berater.admin import bp, invites, services
@@ -23,6 +23,7 @@ from berater.extensions import spec
 from berater.http import BEARER, Envelope, errors, json_body, ok, query_args
 from berater.identity import roles
 from berater.identity.auth import current_identity, token_required
+from berater.urls import external_url
 
 ADMIN = roles.ADMIN
 TAGS = ["admin"]
@@ -35,7 +36,7 @@ ERRORS = errors(400, 401, 403, 404, 409, 415, 503)
 def create_link(role: str) -> Response:
     """A one-time link (30 min) that grants `role` to whoever opens it and confirms."""
     seq, ttl = invites.create(current_identity.subject, role)
-    link = url_for("admin.preview", seq=seq, _external=True)
+    link = external_url("admin.preview", seq=seq)
     return ok({"link": link, "role": role, "seq_expires_in": ttl})
 
 

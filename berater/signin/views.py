@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, redirect, render_template, request
 
 from berater.db import transaction
 from berater.errors import ApiError, BadRequest, NotFound
 from berater.extensions import wechat
 from berater.identity import services as tokens
 from berater.signin import bp, services
+from berater.urls import external_url
 
 
 @bp.errorhandler(ApiError)
@@ -20,7 +21,7 @@ def show_error(exc: ApiError) -> tuple[str, int]:
 def start() -> Response:
     """Send the browser to WeChat's authorize page, with a state bound to this browser."""
     state = services.begin(request.args.get("next", ""))
-    callback = url_for("signin.callback", _external=True)
+    callback = external_url("signin.callback")
     return redirect(wechat.authorize_url(callback, state))
 
 

@@ -30,15 +30,18 @@ def browser(wechat) -> Iterator[Callable[[str], Browser]]:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Flask], str]]:
-    """`serve(app)`: `app` over real HTTP on a loopback port (for apps with other settings)."""
+    """`serve(app)`: `app` over real HTTP on a loopback port (for apps with other settings);
+    the URL returned is the app's SERVICE_BASE_URL, as with `live_server`."""
     running = []
 
     def start(app: Flask) -> str:
         server = make_server("127.0.0.1", 0, app, threaded=True)
+        base = f"http://127.0.0.1:{server.server_port}"
+        app.config["SERVICE_BASE_URL"] = base
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
+        return base
 
     yield start
     for server, thread in running:

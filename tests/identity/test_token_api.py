@@ -339,6 +339,7 @@ def prod_app(make_app):
         WECHAT_SECRET="s" * 32,
         WECHAT_TOKEN="t" * 32,
         APP_TOKENS={},
+        SERVICE_BASE_URL="https://localhost",  # the test client's host
     )
 
 
