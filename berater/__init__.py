@@ -67,6 +67,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     from berater.extensions import crypto, db, migrate, sms, spec, store, wechat
 
     app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app.session_interface = http.CookieSessions()
     settings = load_config(config) if isinstance(config, str) else load_config(overrides=config)
     app.config.update(settings)
     app.instance_path = instance_path(settings)

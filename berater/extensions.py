@@ -13,6 +13,7 @@ from berater.ext.crypto import Crypto
 from berater.ext.sms import Sms
 from berater.ext.store import Store
 from berater.ext.wechat import WeChat
+from berater.http import Validation
 from berater.qna.answers import Qna
 
 
@@ -27,6 +28,7 @@ def _reject_invalid(req: Any, resp: Any, req_validation_error: Any, instance: An
 
 spec = SpecTree(
     "flask",
+    backend=Validation,
     title="Berater API",
     version="1",
     path="docs",
