@@ -3,13 +3,22 @@
 The payload is never readable by the browser or partner apps: the openid stays inside.
 New tokens use the first key of CRYPTO_KEYS; every listed key still decrypts, so a key can
 be rotated in by putting it first and rotated out once TOKEN_MAX_AGE has passed.
+
+A client sends the same token with every request until it expires, so each app keeps the
+claims of the last TOKEN_CACHE tokens it opened: a token seen before costs a dictionary
+look-up instead of a decryption. Only the exact string that was decrypted and
+authenticated hits the cache, the keys cannot change while the app runs, and the expiry
+is checked on every read, as revocation is by the caller.
 """
 
 from __future__ import annotations
 
 import binascii
+import functools
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -19,6 +28,7 @@ from flask import Flask, current_app
 from berater.settings import ConfigError
 
 MAX_TOKEN_CHARS = 2048
+TOKEN_CACHE = 4096  # opened tokens kept per app (a few MiB at most)
 
 
 class TokenInvalid(Exception):
@@ -31,14 +41,15 @@ class TokenExpired(Exception):
 
 @dataclass(frozen=True)
 class Claims:
-    """What a token says: who, which roles, and when."""
+    """What a token says: who, which roles, and when. Read-only: the claims of a token are
+    shared by every request that sends it."""
 
     subject: str
     roles: tuple[str, ...]
     issued_at: float
     expires_at: int
     signed_in_at: float
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
     def to_payload(self) -> bytes:
         body: dict[str, Any] = {
@@ -49,7 +60,7 @@ class Claims:
             "sit": self.signed_in_at,
         }
         if self.profile:
-            body["p"] = self.profile
+            body["p"] = dict(self.profile)
         return orjson.dumps(body)
 
     @classmethod
@@ -62,7 +73,7 @@ class Claims:
                 issued_at=float(body["iat"]),
                 expires_at=int(body["exp"]),
                 signed_in_at=float(body["sit"]),
-                profile=dict(body.get("p") or {}),
+                profile=MappingProxyType(dict(body.get("p") or {})),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise TokenInvalid("malformed payload") from None
@@ -83,6 +94,28 @@ def build_fernet(keys: list[str]) -> MultiFernet:
     return MultiFernet(fernets)
 
 
+@dataclass(frozen=True)
+class Keys:
+    """An app's keys, and its cache of opened tokens."""
+
+    fernet: MultiFernet
+    open: Callable[[str], Claims]  # a token's claims, or TokenInvalid; expiry not checked
+
+
+def load_keys(keys: list[str]) -> Keys:
+    fernet = build_fernet(keys)
+
+    @functools.lru_cache(maxsize=TOKEN_CACHE)  # failures raise, and are not kept
+    def open_token(token: str) -> Claims:
+        try:
+            raw = fernet.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            raise TokenInvalid("cannot decrypt") from None
+        return Claims.from_payload(raw)
+
+    return Keys(fernet, open_token)
+
+
 class Crypto:
     """Flask extension that mints and reads tokens with the app's keys."""
 
@@ -95,10 +128,10 @@ class Crypto:
             raise RuntimeError("crypto is already registered on this app")
         app.config.setdefault("TOKEN_TTL", 3600)
         app.config.setdefault("TOKEN_MAX_AGE", 7 * 24 * 3600)
-        app.extensions["berater.crypto"] = build_fernet(list(app.config["CRYPTO_KEYS"]))
+        app.extensions["berater.crypto"] = load_keys(list(app.config["CRYPTO_KEYS"]))
 
     @property
-    def _fernet(self) -> MultiFernet:
+    def _keys(self) -> Keys:
         try:
             return current_app.extensions["berater.crypto"]
         except KeyError:
@@ -123,17 +156,13 @@ class Crypto:
             signed_in_at=round(signed_in, 3),
             profile=profile or {},
         )
-        return self._fernet.encrypt(claims.to_payload()).decode(), claims
+        return self._keys.fernet.encrypt(claims.to_payload()).decode(), claims
 
     def read(self, token: str, now: float | None = None) -> Claims:
         """The claims of a token, or TokenInvalid / TokenExpired."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenInvalid("no token or too long")
-        try:
-            raw = self._fernet.decrypt(token.encode("ascii"))
-        except (InvalidToken, UnicodeEncodeError):
-            raise TokenInvalid("cannot decrypt") from None
-        claims = Claims.from_payload(raw)
+        claims = self._keys.open(token)
         if claims.expires_at <= (time.time() if now is None else now):
             raise TokenExpired("expired")
         return claims

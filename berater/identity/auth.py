@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -35,20 +35,22 @@ class Identity:
     roles: frozenset[str]
     kind: str  # "wechat", "account" or "app"
     claims: Claims | None = None
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
     def has_any(self, roles: tuple[str, ...]) -> bool:
         return not roles or bool(self.roles.intersection(roles))
 
 
-def _current() -> Identity:
+def get_identity() -> Identity:
+    """The caller of this request, as `current_identity` but without the proxy, for code
+    that reads several of its fields."""
     identity = g.get("berater_identity")
     if identity is None:
         raise RuntimeError("current_identity is only set inside a token_required view")
     return cast(Identity, identity)
 
 
-current_identity: Identity = cast(Identity, LocalProxy(_current))
+current_identity: Identity = cast(Identity, LocalProxy(get_identity))
 
 
 def token_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -81,7 +83,7 @@ def wechat_openid(doing: str) -> str:
 
 def authenticate() -> Identity:
     """The identity behind the Authorization header, or Unauthorized."""
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     if not header:
         raise Unauthorized("send Authorization: Bearer <token>")
     if len(header) > current_app.config["MAX_AUTH_HEADER"]:

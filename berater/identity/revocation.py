@@ -68,6 +68,7 @@ return out
 class _Copy:
     """One worker's copy of the marks, per app."""
 
+    interval: float  # REVOCATION_SYNC
     lock: threading.Lock = field(default_factory=threading.Lock)
     seq: int = -1
     synced_at: float = float("-inf")
@@ -77,7 +78,7 @@ class _Copy:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("REVOCATION_SYNC", 1.0)
-    app.extensions["berater.identity.revocation"] = _Copy()
+    app.extensions["berater.identity.revocation"] = _Copy(float(app.config["REVOCATION_SYNC"]))
 
 
 def _copy() -> _Copy:
@@ -122,14 +123,14 @@ def marks_for(subject: str) -> tuple[float, float]:
     """(not-before, roles-changed-at) for `subject`, from a copy at most REVOCATION_SYNC old."""
     copy = _copy()
     now = time.monotonic()
-    if now - copy.synced_at > current_app.config["REVOCATION_SYNC"]:
+    if now - copy.synced_at > copy.interval:
         _sync(copy, now)
     return copy.marks.get(subject, (0.0, 0.0))
 
 
 def _sync(copy: _Copy, now: float) -> None:
     with copy.lock:
-        if now - copy.synced_at <= current_app.config["REVOCATION_SYNC"]:
+        if now - copy.synced_at <= copy.interval:
             return  # another thread synced while this one waited
         reply = _script("sync", SYNC_LUA)(keys=_keys(), args=[copy.seq])
         seq, full, pairs = int(reply[0]), int(reply[1]), reply[2:]
