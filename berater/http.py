@@ -252,7 +252,9 @@ class Validation(FlaskPlugin):
         if not skip_validation and resp_model is not None:
             model = resp_model.find_model(resp.status_code)
         if model is not None:
-            body = resp.get_data()
+            chunks = resp.response  # `ok()` leaves the body as one bytes object in a list
+            one = type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes
+            body = chunks[0] if one else resp.get_data()
             try:
                 if len(body) <= VALID_BODY_BYTES:
                     self._check_body(model, body)
@@ -288,8 +290,5 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
-        if isinstance(session, SecureCookieSession) and not (
-            session or session.accessed or session.modified
-        ):
-            return
-        super().save_session(app, session, response)
+        if session or session.accessed or session.modified:
+            super().save_session(app, session, response)
