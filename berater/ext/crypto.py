@@ -132,8 +132,12 @@ class Crypto:
 
     @property
     def _keys(self) -> Keys:
+        return self.keys_of(current_app)
+
+    @staticmethod
+    def keys_of(app: Flask) -> Keys:
         try:
-            return current_app.extensions["berater.crypto"]
+            return app.extensions["berater.crypto"]
         except KeyError:
             raise RuntimeError("crypto is not registered; did you forget init_app?") from None
 
@@ -158,11 +162,12 @@ class Crypto:
         )
         return self._keys.fernet.encrypt(claims.to_payload()).decode(), claims
 
-    def read(self, token: str, now: float | None = None) -> Claims:
-        """The claims of a token, or TokenInvalid / TokenExpired."""
+    def read(self, token: str, now: float | None = None, app: Flask | None = None) -> Claims:
+        """The claims of a token, or TokenInvalid / TokenExpired (`app`: the current one,
+        when the caller holds it already)."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenInvalid("no token or too long")
-        claims = self._keys.open(token)
+        claims = (self._keys if app is None else self.keys_of(app)).open(token)
         if claims.expires_at <= (time.time() if now is None else now):
             raise TokenExpired("expired")
         return claims

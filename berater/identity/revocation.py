@@ -119,9 +119,10 @@ def roles_changed(subject: str) -> None:
     _record(subject, "rat")
 
 
-def marks_for(subject: str) -> tuple[float, float]:
-    """(not-before, roles-changed-at) for `subject`, from a copy at most REVOCATION_SYNC old."""
-    copy = _copy()
+def marks_for(subject: str, app: Flask | None = None) -> tuple[float, float]:
+    """(not-before, roles-changed-at) for `subject`, from a copy at most REVOCATION_SYNC old
+    (`app`: the current one, when the caller holds it already)."""
+    copy = _copy() if app is None else app.extensions["berater.identity.revocation"]
     now = time.monotonic()
     if now - copy.synced_at > copy.interval:
         _sync(copy, now)
