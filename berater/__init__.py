@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,6 +38,27 @@ SHARED_MODULES = (
     "berater.urls",
     "berater.extensions",
 )
+
+
+class Berater(Flask):
+    """Flask, with `ensure_sync`, which Flask asks before every call of a view or a hook,
+    answering from what it found the first time for that function instead of inspecting it
+    again (berater has no coroutine views or hooks; one would still be wrapped)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            plain = self._plain[func]
+        except KeyError:
+            plain = self._plain[func] = super().ensure_sync(func) is func
+        except TypeError:  # a callable without weak references: ask Flask each time
+            return super().ensure_sync(func)
+        return func if plain else super().ensure_sync(func)
 
 
 def app_modules() -> list[str]:
@@ -73,7 +95,8 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     from berater import errors, http, logs
     from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat
 
-    app = Flask(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app.session_interface = http.CookieSessions()
     settings = load_config(config) if isinstance(config, str) else load_config(overrides=config)
     app.config.update(settings)
     app.instance_path = instance_path(settings)

@@ -6,11 +6,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Response, g
+from flask import Flask, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from berater import logs
 from berater.http import envelope
 
 log = logging.getLogger("berater.errors")
@@ -152,7 +153,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:
-        request_id = getattr(g, "request_id", "-")
+        request_id = logs.request_id()
         log.error("unhandled error, request id %s", request_id, exc_info=exc)
         return envelope(500, f"internal error, request id {request_id}", None)
 

@@ -14,10 +14,13 @@ from berater.ext.sms import Sms
 from berater.ext.store import Store
 from berater.ext.tasks import Tasks
 from berater.ext.wechat import WeChat
+from berater.http import Validation
 from berater.qna.answers import Qna
 
 
-def _reject_invalid(req: Any, resp: Any, req_validation_error: Any, instance: Any, *args: Any):
+def _reject_invalid(
+    req: Any, resp: Any, req_validation_error: Any, instance: Any, *args: Any
+) -> None:
     """Turn spectree's validation failure into our 400 envelope with field-level details."""
     from berater.errors import ValidationFailed
 
@@ -28,6 +31,7 @@ def _reject_invalid(req: Any, resp: Any, req_validation_error: Any, instance: An
 
 spec = SpecTree(
     "flask",
+    backend=Validation,
     title="Berater API",
     version="1",
     path="docs",

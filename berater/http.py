@@ -4,14 +4,22 @@ through at the edge."""
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+import functools
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
-from flask import Response, current_app, request
+from flask import Flask, Request, Response, abort, current_app, jsonify, make_response, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict
+from spectree.plugins.base import Context
+from spectree.plugins.flask_plugin import FlaskPlugin
+from spectree.utils import cached_type_hints, get_multidict_items
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
+VALID_BODIES = 1024  # answer bodies remembered as valid for their model (see Validation)
+VALID_BODY_BYTES = 2048  # larger bodies are validated every time
 
 # Security requirements of an operation, for `spec.validate(security=...)`: a user token,
 # or a partner app's `Bearer <app> <app_token>`; `BEARER + APP` accepts either.
@@ -52,10 +60,7 @@ def envelope(status: int, error: str, data: Any, headers: dict[str, str] | None 
     """Build `{"code", "error", "data"}`; legacy mode answers 200 on the status line."""
     body = orjson.dumps({"code": status, "error": error, "data": data})
     line = 200 if current_app.config["LEGACY_STATUS_200"] else status
-    response = Response(body, status=line, mimetype="application/json")
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
-    return response
+    return Response(body, line, headers, content_type="application/json")
 
 
 def ok(data: Any = None, status: int = 200) -> Response:
@@ -67,14 +72,15 @@ def read_json_body() -> None:
     """Parse a JSON body once, before any view: 415 for other media, 400 for bad JSON.
 
     The parsed value is cached by Flask, so `request.get_json()` and the validators reuse it.
+    A request without a body (GET, HEAD, OPTIONS, or an empty one) costs one comparison.
     """
-    from berater.errors import BadRequest, UnsupportedMediaType
-
     if request.method not in JSON_METHODS:
         return
     raw = request.get_data(cache=True)
     if not raw:
         return
+    from berater.errors import BadRequest, UnsupportedMediaType
+
     if not request.is_json:
         raise UnsupportedMediaType()
     try:
@@ -103,19 +109,186 @@ M = TypeVar("M", bound=BaseModel)
 
 def json_body(model: type[M]) -> M:
     """The body, already validated against `model` by `spec.validate(json=model)`."""
-    from berater.errors import BadRequest
-
     value = getattr(getattr(request, "context", None), "json", None)
     if not isinstance(value, model):
+        from berater.errors import BadRequest
+
         raise BadRequest("send a JSON object body with Content-Type: application/json")
     return value
 
 
 def query_args(model: type[M]) -> M:
     """The query string, already validated against `model` by `spec.validate(query=model)`."""
-    from berater.errors import BadRequest
-
     value = getattr(getattr(request, "context", None), "query", None)
     if not isinstance(value, model):
+        from berater.errors import BadRequest
+
         raise BadRequest("the query string is not valid")
     return value
+
+
+class Validation(FlaskPlugin):
+    """spectree's Flask plugin, doing only the work a request needs.
+
+    On the way in, only the parts of the request a model is declared for are read (spectree
+    copies the query string, headers and cookies into dicts on every request). On the way
+    out, a `Response` a view built with `ok()` or `envelope()` is validated from its bytes
+    against the model of its status and then answered as it is, instead of being taken
+    apart and built again; and a body already found valid for that model is not validated
+    again (the last VALID_BODIES bodies of up to VALID_BODY_BYTES are remembered): a health
+    check's constant answer, or the identity of a token checked again, costs a look-up
+    instead of a pass through pydantic, which costs tens of microseconds under load, when
+    its code and tables are no longer in the CPU's caches. The hooks (`before`, `after`)
+    are called as spectree calls them.
+    Anything this does not cover (form, header or cookie models, request models taken as
+    view arguments, skipped validation, WebSocket routes, a view that does not return a
+    `Response`) and every failed response check go through spectree's own code.
+    """
+
+    def __init__(self, spectree: Any) -> None:
+        super().__init__(spectree)
+        self._lean: dict[Any, bool] = {}  # per view function: does the short path apply?
+        # Raises for an invalid body, which is therefore never remembered.
+        self._check_body = functools.lru_cache(maxsize=VALID_BODIES)(self._validate_body)
+
+    def _validate_body(self, model: Any, body: bytes) -> None:
+        self.model_adapter.validate_json(model, body)
+
+    def validate(
+        self,
+        func: Any,
+        query: Any,
+        json: Any,
+        form: Any,
+        headers: Any,
+        cookies: Any,
+        resp: Any,
+        before: Any,
+        after: Any,
+        validation_error_status: int,
+        skip_validation: bool,
+        force_resp_serialize: bool,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        lean = self._lean.get(func)
+        if lean is None:
+            lean = self._lean[func] = not self._needs_spectree(func, form, headers, cookies)
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
+        if not lean or skip_validation or getattr(rule, "websocket", False):
+            return super().validate(
+                func,
+                query,
+                json,
+                form,
+                headers,
+                cookies,
+                resp,
+                before,
+                after,
+                validation_error_status,
+                skip_validation,
+                force_resp_serialize,
+                *args,
+                **kwargs,
+            )
+        adapter = self.model_adapter
+        if query is not None or json is not None:  # else there is nothing to read
+            try:
+                self.request_validation(req, query, json, None, None, None)
+            except adapter.validation_error as error:
+                errors = jsonify(adapter.validation_errors(error))
+                failed = make_response(errors, validation_error_status)
+                before(req, failed, error, None, adapter)
+                abort(failed)
+        before(req, None, None, None, adapter)
+        response, response_error = self.validate_response(
+            func(*args, **kwargs), resp, False, force_resp_serialize
+        )
+        after(req, response, response_error, None, adapter)
+        return response
+
+    def _needs_spectree(self, func: Any, form: Any, headers: Any, cookies: Any) -> bool:
+        if form is not None or headers is not None or cookies is not None:
+            return True
+        if not self.config.annotations:
+            return False
+        hints = cached_type_hints(func)
+        return any(hints.get(name) for name in ("query", "json", "form", "headers", "cookies"))
+
+    def request_validation(  # the query and JSON models only (see _needs_spectree)
+        self, request: Any, query: Any, json: Any, form: Any, headers: Any, cookies: Any
+    ) -> None:
+        if form is not None or headers is not None or cookies is not None:
+            super().request_validation(request, query, json, form, headers, cookies)
+            return
+        adapter = self.model_adapter
+        body = None
+        if (
+            json is not None
+            and request.method not in ("GET", "DELETE")
+            and request.mimetype not in self.FORM_MIMETYPE
+        ):
+            body = adapter.validate_obj(json, request.get_json(silent=True) or {})
+        request.context = Context(
+            adapter.validate_obj(query, get_multidict_items(request.args, query))
+            if query is not None
+            else None,
+            body,
+            None,
+            None,
+            None,
+        )
+
+    def validate_response(
+        self, resp: Any, resp_model: Any, skip_validation: bool, force_resp_serialize: bool
+    ) -> Any:
+        if not isinstance(resp, Response) or force_resp_serialize:
+            return super().validate_response(
+                resp, resp_model, skip_validation, force_resp_serialize
+            )
+        model = None
+        if not skip_validation and resp_model is not None:
+            model = resp_model.find_model(resp.status_code)
+        if model is not None:
+            chunks = resp.response  # `ok()` leaves the body as one bytes object in a list
+            one = type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes
+            body = cast(list[bytes], chunks)[0] if one else resp.get_data()
+            try:
+                if len(body) <= VALID_BODY_BYTES:
+                    self._check_body(model, body)
+                else:
+                    self._validate_body(model, body)
+            except self.model_adapter.validation_error:
+                return super().validate_response(
+                    resp, resp_model, skip_validation, force_resp_serialize
+                )
+        return resp, None
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session (only the admin pages use one), without its cost on
+    every other request: the signer is built once per set of keys instead of on each
+    request, and an untouched empty session is not saved (Flask would first look up seven
+    cookie settings, only to return)."""
+
+    def __init__(self) -> None:
+        self._signers: dict[tuple[Any, ...], URLSafeTimedSerializer | None] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        try:
+            return self._signers[keys]
+        except KeyError:
+            signer = self._signers[keys] = super().get_signing_serializer(app)
+            return signer
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if "HTTP_COOKIE" not in request.environ:  # no cookie, no session to read
+            return self.session_class() if app.secret_key else None
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if session or session.accessed or session.modified:
+            super().save_session(app, session, response)

@@ -8,11 +8,17 @@ a forged line.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, has_request_context, request
+from werkzeug.wsgi import get_path_info
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 REDACTIONS = [
     # Fernet tokens, then Bearer credentials of any shape.
@@ -33,6 +39,7 @@ REDACTIONS = [
 ]
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+REQUEST_ID_KEY = "berater.request_id"  # where RequestLog keeps the id in the WSGI environ
 
 
 def redact(text: str) -> str:
@@ -81,35 +88,63 @@ def configure(app: Flask) -> None:
     app.logger.handlers = logger.handlers
     app.logger.propagate = False
 
-    access = logging.getLogger("berater.request")
     masks: list[tuple[re.Pattern[str], str]] = app.extensions.setdefault("berater.logs", [])
+    app.wsgi_app = RequestLog(app.wsgi_app, logging.getLogger("berater.request"), masks)  # type: ignore[method-assign]
 
-    @app.before_request
-    def start_request() -> None:
-        g.started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
-    @app.after_request
-    def log_request(response: Response) -> Response:
-        request_id = g.get("request_id") or uuid.uuid4().hex
-        response.headers["X-Request-ID"] = request_id
-        if access.isEnabledFor(logging.INFO):
-            took = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-            path = request.path
-            for pattern, replacement in masks:
-                if pattern.match(path):
-                    path = replacement
-            # The path only: query strings may hold codes and are not logged.
-            access.info(
-                "%s %s %s %.1fms id=%s",
-                request.method,
-                path,
-                response.status_code,
-                took,
-                request_id,
-            )
-        return response
+class RequestLog:
+    """WSGI middleware around the app: gives each request its id and logs one line for it.
+
+    The id is the caller's X-Request-ID when it is a sound one, else 32 random hex digits;
+    it is kept in the environ (`request_id()`) and sent back on every answer. The line says
+    method, path (masked, see `mask_path`; never the query string), status, time and id, and
+    is only built when the access logger is on.
+    """
+
+    def __init__(
+        self, app: WSGIApplication, access: logging.Logger, masks: list[tuple[re.Pattern[str], str]]
+    ) -> None:
+        self.app, self.access, self.masks = app, access, masks
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        request_id = incoming if incoming and REQUEST_ID.match(incoming) else new_request_id()
+        environ[REQUEST_ID_KEY] = request_id
+        statuses: list[str] = []
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers.append(("X-Request-ID", request_id))
+            statuses.append(status)
+            return start_response(status, headers, exc_info)
+
+        if not self.access.isEnabledFor(logging.INFO):
+            return self.app(environ, start)
+        started = time.perf_counter()
+        body = self.app(environ, start)
+        took = (time.perf_counter() - started) * 1000
+        path = "/" + get_path_info(environ).lstrip("/")
+        for pattern, replacement in self.masks:
+            if pattern.match(path):
+                path = replacement
+        self.access.info(
+            "%s %s %s %.1fms id=%s",
+            environ.get("REQUEST_METHOD", "GET").upper(),
+            path,
+            statuses[-1].split(" ", 1)[0] if statuses else "-",
+            took,
+            request_id,
+        )
+        return body
+
+
+def request_id() -> str:
+    """The id of the request being answered ("-" outside one)."""
+    return request.environ.get(REQUEST_ID_KEY, "-") if has_request_context() else "-"
+
+
+def new_request_id() -> str:
+    """32 random hex digits, as a uuid4's hex but without building a UUID."""
+    return os.urandom(16).hex()
 
 
 def mask_path(app: Flask, pattern: re.Pattern[str], replacement: str) -> None:

@@ -2,7 +2,7 @@
 # The one command that sets up and runs every check on a fresh Debian machine:
 #   bash scripts/test.sh [extra pytest args]
 # 1. installs missing Debian packages, 2. creates .venv and installs the requirements,
-# 3. ruff lint + format check, 4. pytest on SQLite + embedded store, then the `backends`
+# 3. ruff lint + format check and mypy, 4. pytest on SQLite + embedded store, then the `backends`
 # tests against throwaway MariaDB and Redis servers (see tests/servers.py).
 set -euo pipefail
 
@@ -60,9 +60,10 @@ done
 "$PY" -m pip install -q -r requirements.txt -r requirements-dev.txt
 "$PY" --version
 
-step "[3/4] ruff check and ruff format --check"
+step "[3/4] ruff check, ruff format --check and mypy"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+"$VENV/bin/mypy"  # the files it checks are listed in pyproject.toml
 
 # `python -m pytest` puts the repo root on sys.path, so `from tests.servers import ...` works.
 run_pytest() {

@@ -89,3 +89,18 @@ def test_refresh_keeps_the_original_sign_in_time(ctx):
     signed_in = time.time() - 3600
     token, _ = crypto.mint("o_abc", [], signed_in_at=signed_in)
     assert crypto.read(token).signed_in_at == pytest.approx(signed_in, abs=0.001)
+
+
+def test_a_token_read_before_is_still_refused_once_expired(ctx):
+    # The second read is answered from the app's cache of opened tokens.
+    token, claims = crypto.mint("o_abc", [])
+    assert crypto.read(token) == claims
+    with pytest.raises(TokenExpired):
+        crypto.read(token, now=claims.expires_at + 1)
+
+
+def test_the_claims_of_a_token_cannot_be_changed_by_a_reader(ctx):
+    token, _ = crypto.mint("o_abc", ["student"], {"stuid": "202600001"})
+    with pytest.raises(TypeError):
+        crypto.read(token).profile["stuid"] = "202600002"  # type: ignore[index]
+    assert crypto.read(token).profile == {"stuid": "202600001"}

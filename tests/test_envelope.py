@@ -6,6 +6,10 @@ import json
 import logging
 
 import pytest
+from spectree import Response as Resp
+
+from berater.extensions import spec
+from berater.http import Envelope, ok
 
 pytestmark = pytest.mark.backends
 
@@ -145,3 +149,32 @@ def test_the_openapi_document_is_generated_from_the_models(client):
     assert "bearer" in document["components"]["securitySchemes"]
     assert client.get("/docs/swagger/").status_code == 200
     json.dumps(document)
+
+
+def test_an_answer_that_breaks_its_documented_model_is_refused_every_time(make_app, caplog):
+    app = make_app()
+
+    @app.get("/api/broken")
+    @spec.validate(resp=Resp(HTTP_200=Envelope[dict[str, int]]))
+    def broken():
+        return ok({"count": "many"})
+
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR):
+        # A body found valid is remembered; one found invalid is checked again each time.
+        statuses = [client.get("/api/broken").status_code for _ in range(2)]
+    assert statuses == [500, 500]
+    assert len([r for r in caplog.records if "Response Validation Error" in r.getMessage()]) == 2
+
+
+def test_answers_that_never_reach_a_view_get_a_request_id_too(client):
+    refused = client.post("/api/token", data="x", content_type="text/plain")
+    assert refused.status_code == 415
+    assert len(refused.headers["X-Request-ID"]) == 32
+    assert len(client.get("/api/nothing-here").headers["X-Request-ID"]) == 32
+
+
+def test_an_api_answer_neither_sets_nor_varies_on_a_cookie(client):
+    response = client.get("/api/ping")
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" not in response.headers.get("Vary", "")

@@ -7,6 +7,7 @@ import logging
 from flask import Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from berater import logs
 from berater.chat import bp, services
 from berater.chat.messages import MAX_BODY, MalformedMessage
 from berater.errors import ApiError
@@ -63,6 +64,6 @@ def http_error(exc: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def unexpected(exc: Exception) -> Response:
-    request_id = getattr(g, "request_id", "-")
+    request_id = logs.request_id()
     log.error("chat: unhandled error, request id %s", request_id, exc_info=exc)
     return _plain("", 500)  # WeChat retries; the dedupe claim was released

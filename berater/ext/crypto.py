@@ -3,14 +3,23 @@
 The payload is never readable by the browser or partner apps: the openid stays inside.
 New tokens use the first key of CRYPTO_KEYS; every listed key still decrypts, so a key can
 be rotated in by putting it first and rotated out once TOKEN_MAX_AGE has passed.
+
+A client sends the same token with every request until it expires, so each app keeps the
+claims of the last TOKEN_CACHE tokens it opened: a token seen before costs a dictionary
+look-up instead of a decryption. Only the exact string that was decrypted and
+authenticated hits the cache, the keys cannot change while the app runs, and the expiry
+is checked on every read, as revocation is by the caller.
 """
 
 from __future__ import annotations
 
 import binascii
+import functools
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, cast
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -20,6 +29,7 @@ from berater.ext import Extension
 from berater.settings import ConfigError
 
 MAX_TOKEN_CHARS = 2048
+TOKEN_CACHE = 4096  # opened tokens kept per app (a few MiB at most)
 
 
 class TokenInvalid(Exception):
@@ -32,14 +42,15 @@ class TokenExpired(Exception):
 
 @dataclass(frozen=True)
 class Claims:
-    """What a token says: who, which roles, and when."""
+    """What a token says: who, which roles, and when. Read-only: the claims of a token are
+    shared by every request that sends it."""
 
     subject: str
     roles: tuple[str, ...]
     issued_at: float
     expires_at: int
     signed_in_at: float
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
     def to_payload(self) -> bytes:
         body: dict[str, Any] = {
@@ -50,7 +61,7 @@ class Claims:
             "sit": self.signed_in_at,
         }
         if self.profile:
-            body["p"] = self.profile
+            body["p"] = dict(self.profile)
         return orjson.dumps(body)
 
     @classmethod
@@ -63,7 +74,7 @@ class Claims:
                 issued_at=float(body["iat"]),
                 expires_at=int(body["exp"]),
                 signed_in_at=float(body["sit"]),
-                profile=dict(body.get("p") or {}),
+                profile=MappingProxyType(dict(body.get("p") or {})),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise TokenInvalid("malformed payload") from None
@@ -84,14 +95,40 @@ def build_fernet(keys: list[str]) -> MultiFernet:
     return MultiFernet(fernets)
 
 
-class Crypto(Extension[MultiFernet]):
+@dataclass(frozen=True)
+class Keys:
+    """An app's keys, and its cache of opened tokens."""
+
+    fernet: MultiFernet
+    open: Callable[[str], Claims]  # a token's claims, or TokenInvalid; expiry not checked
+
+
+def load_keys(keys: list[str]) -> Keys:
+    fernet = build_fernet(keys)
+
+    @functools.lru_cache(maxsize=TOKEN_CACHE)  # failures raise, and are not kept
+    def open_token(token: str) -> Claims:
+        try:
+            raw = fernet.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            raise TokenInvalid("cannot decrypt") from None
+        return Claims.from_payload(raw)
+
+    return Keys(fernet, open_token)
+
+
+class Crypto(Extension[Keys]):
     """Flask extension that mints and reads tokens with the app's keys."""
 
     extension_key = "berater.crypto"
     label = "crypto"
 
-    def create(self, app: Flask) -> MultiFernet:
-        return build_fernet(list(app.config["CRYPTO_KEYS"]))
+    def create(self, app: Flask) -> Keys:
+        return load_keys(list(app.config["CRYPTO_KEYS"]))
+
+    def keys_of(self, app: Flask) -> Keys:
+        """The keys of `app`, for a caller that holds the app already."""
+        return cast(Keys, app.extensions[self.extension_key])
 
     def mint(
         self,
@@ -114,17 +151,14 @@ class Crypto(Extension[MultiFernet]):
             signed_in_at=round(signed_in, 3),
             profile=profile or {},
         )
-        return self.state.encrypt(claims.to_payload()).decode(), claims
+        return self.state.fernet.encrypt(claims.to_payload()).decode(), claims
 
-    def read(self, token: str, now: float | None = None) -> Claims:
-        """The claims of a token, or TokenInvalid / TokenExpired."""
+    def read(self, token: str, now: float | None = None, app: Flask | None = None) -> Claims:
+        """The claims of a token, or TokenInvalid / TokenExpired (`app`: the current one,
+        when the caller holds it already)."""
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenInvalid("no token or too long")
-        try:
-            raw = self.state.decrypt(token.encode("ascii"))
-        except (InvalidToken, UnicodeEncodeError):
-            raise TokenInvalid("cannot decrypt") from None
-        claims = Claims.from_payload(raw)
+        claims = (self.state if app is None else self.keys_of(app)).open(token)
         if claims.expires_at <= (time.time() if now is None else now):
             raise TokenExpired("expired")
         return claims

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from berater.errors import Forbidden, Unauthorized
@@ -35,20 +35,22 @@ class Identity:
     roles: frozenset[str]
     kind: str  # "wechat", "account" or "app"
     claims: Claims | None = None
-    profile: dict[str, Any] = field(default_factory=dict)
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
     def has_any(self, roles: tuple[str, ...]) -> bool:
         return not roles or bool(self.roles.intersection(roles))
 
 
-def _current() -> Identity:
-    identity = g.get("berater_identity")
+def get_identity() -> Identity:
+    """The caller of this request, as `current_identity` but without the proxy, for code
+    that reads several of its fields."""
+    identity: Identity | None = g.get("berater_identity")
     if identity is None:
         raise RuntimeError("current_identity is only set inside a token_required view")
-    return cast(Identity, identity)
+    return identity
 
 
-current_identity: Identity = cast(Identity, LocalProxy(_current))
+current_identity: Identity = cast(Identity, LocalProxy(get_identity))
 
 
 def token_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -81,31 +83,33 @@ def wechat_openid(doing: str) -> str:
 
 def authenticate() -> Identity:
     """The identity behind the Authorization header, or Unauthorized."""
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     if not header:
         raise Unauthorized("send Authorization: Bearer <token>")
-    if len(header) > current_app.config["MAX_AUTH_HEADER"]:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if len(header) > app.config["MAX_AUTH_HEADER"]:
         raise Unauthorized("the Authorization header is too long")
     parts = header.split(" ")
     if parts[0].lower() != "bearer" or not all(parts):
         raise Unauthorized("send Authorization: Bearer <token>")
     if len(parts) == 2:
-        return identity_from_token(parts[1])
+        return identity_from_token(parts[1], app)
     if len(parts) == 3:
         return _app_identity(parts[1], parts[2])
     raise Unauthorized("send Authorization: Bearer <token> or Bearer <app> <app_token>")
 
 
-def identity_from_token(token: str) -> Identity:
-    """Read a user token, apply revocations and role changes."""
+def identity_from_token(token: str, app: Flask | None = None) -> Identity:
+    """Read a user token, apply revocations and role changes (`app`: the current one, when
+    the caller holds it already)."""
     try:
-        claims = crypto.read(token)
+        claims = crypto.read(token, app=app)
     except TokenExpired:
         raise Unauthorized("the token has expired; sign in again or refresh") from None
     except TokenInvalid:
         raise Unauthorized("the token is not valid") from None
     # A token issued in the millisecond of a mark counts as issued before it (see revocation).
-    not_before, roles_at = revocation.marks_for(claims.subject)
+    not_before, roles_at = revocation.marks_for(claims.subject, app)
     if claims.issued_at <= not_before:
         raise Unauthorized("the token was revoked; sign in again")
     roles, profile = claims.roles, claims.profile

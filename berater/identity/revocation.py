@@ -38,7 +38,9 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -94,22 +96,23 @@ return out
 class _Copy:
     """One worker's copy of the marks, per app."""
 
+    interval: float  # REVOCATION_SYNC
     lock: threading.Lock = field(default_factory=threading.Lock)
     seq: int = -1
     synced_at: float = float("-inf")
     marks: dict[str, tuple[float, float]] = field(default_factory=dict)
-    scripts: dict[str, object] = field(default_factory=dict)
+    scripts: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["berater.identity.revocation"] = _Copy()
+    app.extensions["berater.identity.revocation"] = _Copy(float(app.config["REVOCATION_SYNC"]))
 
 
 def _copy() -> _Copy:
     return current_app.extensions["berater.identity.revocation"]
 
 
-def _script(name: str, source: str):
+def _script(name: str, source: str) -> Callable[..., Any]:
     copy = _copy()
     if name not in copy.scripts:
         copy.scripts[name] = store.script(source)
@@ -153,18 +156,19 @@ def roles_changed_after_commit(subject: str) -> None:
     after_commit(functools.partial(roles_changed, subject))
 
 
-def marks_for(subject: str) -> tuple[float, float]:
-    """(not-before, roles-changed-at) for `subject`, from a copy at most REVOCATION_SYNC old."""
-    copy = _copy()
+def marks_for(subject: str, app: Flask | None = None) -> tuple[float, float]:
+    """(not-before, roles-changed-at) for `subject`, from a copy at most REVOCATION_SYNC old
+    (`app`: the current one, when the caller holds it already)."""
+    copy = _copy() if app is None else app.extensions["berater.identity.revocation"]
     now = time.monotonic()
-    if now - copy.synced_at > current_app.config["REVOCATION_SYNC"]:
+    if now - copy.synced_at > copy.interval:
         _sync(copy, now)
     return copy.marks.get(subject, (0.0, 0.0))
 
 
 def _sync(copy: _Copy, now: float) -> None:
     with copy.lock:
-        if now - copy.synced_at <= current_app.config["REVOCATION_SYNC"]:
+        if now - copy.synced_at <= copy.interval:
             return  # another thread synced while this one waited
         reply = _script("sync", SYNC_LUA)(keys=_keys(), args=[copy.seq])
         seq, full, pairs = int(reply[0]), int(reply[1]), reply[2:]

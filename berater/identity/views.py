@@ -9,7 +9,7 @@ from berater.db import transaction
 from berater.extensions import spec
 from berater.http import APP, BEARER, Envelope, errors, json_body, ok
 from berater.identity import bp, services
-from berater.identity.auth import current_identity, token_required
+from berater.identity.auth import current_identity, get_identity, token_required
 from berater.identity.schemas import IdentityOut, TokenOut, TokenRequest
 
 ERRORS = errors(400, 401, 403, 415, 429, 502, 503)
@@ -42,7 +42,7 @@ def refresh_token() -> Response:
 )
 def check_token() -> Response:
     """Who the bearer is."""
-    return ok(services.describe(current_identity))
+    return ok(services.describe(get_identity()))
 
 
 @bp.delete("/token")
