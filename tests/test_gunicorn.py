@@ -59,20 +59,7 @@ def test_gunicorn_workers_share_one_embedded_store_and_its_revocations(
 ) -> None:
     instance = tmp_path / "instance"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    env.update(
-        {
-            "BERATER_ENV": "testing",
-            "INSTANCE_PATH": str(instance),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-            "REDIS_URL": "",
-            "WEB_CONCURRENCY": "2",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "LOG_LEVEL": "INFO",
-            "WECHAT_API_BASE": wechat.url,
-            "WECHAT_OAUTH_BASE": wechat.url,
-        }
-    )
+    env = _gunicorn_env(tmp_path, port, wechat)
     upgrade = subprocess.run(
         [str(BIN / "flask"), "--app", "run", "db", "upgrade"],
         cwd=ROOT,
@@ -179,21 +166,7 @@ def test_gunicorn_own_log_is_redacted_and_foreign_hosts_are_refused(
     Host or X-Forwarded-Host, is refused."""
     instance = tmp_path / "instance"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    env.update(
-        {
-            "BERATER_ENV": "testing",
-            "INSTANCE_PATH": str(instance),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-            "REDIS_URL": "",
-            "WEB_CONCURRENCY": "2",
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "LOG_LEVEL": "INFO",
-            "TRUSTED_PROXIES": "2",
-            "WECHAT_API_BASE": wechat.url,
-            "WECHAT_OAUTH_BASE": wechat.url,
-        }
-    )
+    env = _gunicorn_env(tmp_path, port, wechat, TRUSTED_PROXIES="2")
     code = "oauth" + secrets.token_hex(12)
     phone, id_card = "13812345678", "11010519491231002X"  # a valid check character
     secrets_sent = (code, phone, id_card)
@@ -246,6 +219,26 @@ def test_gunicorn_own_log_is_redacted_and_foreign_hosts_are_refused(
         raise
     finally:
         _cleanup(master, instance)
+
+
+def _gunicorn_env(tmp_path: Path, port: int, wechat: RunningWeChat, **extra: str) -> dict[str, str]:
+    """The environment of a gunicorn with two workers on SQLite and the embedded store."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update(
+        {
+            "BERATER_ENV": "testing",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            "REDIS_URL": "",
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "LOG_LEVEL": "INFO",
+            "WECHAT_API_BASE": wechat.url,
+            "WECHAT_OAUTH_BASE": wechat.url,
+            **extra,
+        }
+    )
+    return env
 
 
 def _raw(port: int, text: str) -> tuple[int, str]:
