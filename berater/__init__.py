@@ -122,6 +122,8 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     tasks.init_app(app)
 
     app.before_request(http.read_json_body)
+    if app.config["LEGACY_STATUS_200"]:
+        app.after_request(http.legacy_status_line)
     # The JSON API's features nest their blueprints in this one, made per app.
     api = Blueprint("api", __name__, url_prefix="/api")
     for feature in FEATURES:

@@ -8,7 +8,7 @@ import functools
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
-from flask import Flask, Request, Response, abort, current_app, jsonify, make_response, request
+from flask import Flask, Request, Response, abort, jsonify, make_response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict
@@ -56,11 +56,22 @@ def errors(*statuses: int, model: type[BaseModel] = ErrorOut) -> dict[str, type[
     return {f"HTTP_{status}": Envelope[model] for status in statuses}  # type: ignore[valid-type]
 
 
+class EnvelopeResponse(Response):
+    """An answer in the envelope (in legacy mode its status line is rewritten to 200)."""
+
+
 def envelope(status: int, error: str, data: Any, headers: dict[str, str] | None = None) -> Response:
-    """Build `{"code", "error", "data"}`; legacy mode answers 200 on the status line."""
+    """Build `{"code", "error", "data"}` with `status` on the status line."""
     body = orjson.dumps({"code": status, "error": error, "data": data})
-    line = 200 if current_app.config["LEGACY_STATUS_200"] else status
-    return Response(body, line, headers, content_type="application/json")
+    return EnvelopeResponse(body, status, headers, content_type="application/json")
+
+
+def legacy_status_line(response: Response) -> Response:
+    """LEGACY_STATUS_200 (an after-request hook only then): an envelope's status line says
+    200, its `code` keeps the outcome."""
+    if isinstance(response, EnvelopeResponse):
+        response.status_code = 200
+    return response
 
 
 def ok(data: Any = None, status: int = 200) -> Response:
