@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -140,8 +139,9 @@ def test_unknown_user_and_wrong_password_look_the_same(client, alice):
         )
         return response.get_json(), time.perf_counter() - started
 
-    wrong = [attempt("alice") for _ in range(3)]
-    unknown = [attempt(f"nobody{i}") for i in range(3)]
+    # Interleaved, so that other load on the machine falls on both kinds alike.
+    pairs = [(attempt("alice"), attempt(f"nobody{i}")) for i in range(5)]
+    wrong, unknown = [w for w, _ in pairs], [u for _, u in pairs]
     assert (
         {w[0]["error"] for w in wrong}
         == {u[0]["error"] for u in unknown}
@@ -149,7 +149,8 @@ def test_unknown_user_and_wrong_password_look_the_same(client, alice):
     )
     assert {w[0]["code"] for w in wrong + unknown} == {401}
     # Both verify an argon2 hash: their times are of the same order.
-    ratio = statistics.median(t for _, t in wrong) / statistics.median(t for _, t in unknown)
+    # The fastest of each kind: the time of the work itself, with the least load added.
+    ratio = min(t for _, t in wrong) / min(t for _, t in unknown)
     assert 0.33 < ratio < 3
 
 
