@@ -53,10 +53,16 @@ def _build_qna_index(dev_app: Flask) -> None:
         qna.load(dev_app)
 
 
+def _exit_once(*_: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def main() -> None:
     # SIGTERM (e.g. `timeout`, an IDE's stop button) cleans up like Ctrl-C: the stand-in and
-    # the embedded store stop with the service.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # the embedded store stop with the service. A second SIGTERM (a process group signalled
+    # again) must not cut that clean-up short.
+    signal.signal(signal.SIGTERM, _exit_once)
     os.environ.setdefault("BERATER_ENV", "development")
     standin = None
     if os.environ["BERATER_ENV"] == "development" and "WECHAT_API_BASE" not in os.environ:
