@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import cached_type_hints, get_multidict_items
+from werkzeug.exceptions import RequestEntityTooLarge
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
@@ -87,7 +88,7 @@ def read_json_body() -> None:
     """
     if request.method not in JSON_METHODS:
         return
-    raw = request.get_data(cache=True)
+    raw = read_body(cache=True)
     if not raw:
         return
     from berater.errors import BadRequest, UnsupportedMediaType
@@ -103,6 +104,21 @@ def read_json_body() -> None:
     if _depth(value) > MAX_JSON_DEPTH:
         raise BadRequest("the body is nested too deeply")
     request._cached_json = (value, value)  # Flask's own cache for get_json()
+
+
+def read_body(cache: bool) -> bytes:
+    """The request body, or RequestEntityTooLarge past `request.max_content_length`, however
+    the body is framed.
+
+    Werkzeug refuses a declared Content-Length over the limit, but stops reading a chunked
+    body at the limit without an error; the part it read would then be parsed as if whole.
+    A chunked body that reaches the limit is therefore refused too.
+    """
+    raw = request.get_data(cache=cache)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def _depth(value: Any, level: int = 1) -> int:

@@ -11,6 +11,7 @@ from berater import logs
 from berater.chat import bp, services
 from berater.chat.messages import MAX_BODY, MalformedMessage
 from berater.errors import ApiError
+from berater.http import read_body
 
 log = logging.getLogger("berater.chat")
 
@@ -30,7 +31,7 @@ def check_and_read(endpoint: str | None, values: dict | None) -> None:
         return
     request.max_content_length = MAX_BODY
     try:
-        g.chat_body = request.get_data(cache=False)
+        g.chat_body = read_body(cache=False)
     except RequestEntityTooLarge:
         raise MalformedMessage("the message is too large") from None
 
