@@ -484,14 +484,14 @@ def report(
     ]
     for label, result in rows:
         print(f"{label:<34}{result.requests_per_s:>12,.0f}{result.p99_ms:>10.2f}")
-    print(f"{'ratio ping/minimal':<34}{pipeline:>12.2f}")
-    print(f"{'ratio token/ping':<34}{ratio:>12.2f}")
+    print(f"{'ratio ping/minimal':<34}{pipeline:>12.3f}")
+    print(f"{'ratio token/ping':<34}{ratio:>12.3f}")
     print()
     for label, value, goal in (
         ("ping/minimal", pipeline, GOAL_PING),
         ("token/ping", ratio, GOAL_TOKEN),
     ):
-        print(f"goal {label} >= {goal:.2f}: {'met' if value >= goal else 'NOT met'}")
+        print(f"goal {label} >= {goal:.2f}: {'met' if value >= goal else 'NOT met'} ({value:.4f})")
     print(
         f"revocation latency (DELETE answered -> first of {STREAK} consecutive 401s on new "
         f"connections; REVOCATION_SYNC {REVOCATION_SYNC:g} s):"
