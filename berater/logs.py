@@ -88,8 +88,7 @@ def configure(app: Flask) -> None:
     app.logger.handlers = logger.handlers
     app.logger.propagate = False
 
-    masks: list[tuple[re.Pattern[str], str]] = app.extensions.setdefault("berater.logs", [])
-    app.wsgi_app = RequestLog(app.wsgi_app, logging.getLogger("berater.request"), masks)  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(app.wsgi_app, logging.getLogger("berater.request"), _masks(app))  # type: ignore[method-assign]
 
 
 class RequestLog:
@@ -150,7 +149,13 @@ def new_request_id() -> str:
 def mask_path(app: Flask, pattern: re.Pattern[str], replacement: str) -> None:
     """Log `replacement` instead of a request path that matches `pattern` (a path that
     carries a secret), also for answers that never reached the view."""
-    app.extensions.setdefault("berater.logs", []).append((pattern, replacement))
+    _masks(app).append((pattern, replacement))
+
+
+def _masks(app: Flask) -> list[tuple[re.Pattern[str], str]]:
+    """The app's path masks: one list, shared by `mask_path` and the request log."""
+    masks: list[tuple[re.Pattern[str], str]] = app.extensions.setdefault("berater.logs", [])
+    return masks
 
 
 def gunicorn_logconfig() -> dict[str, object]:
