@@ -92,7 +92,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
     Without either, $BERATER_ENV chooses, and unset means production.
     """
-    from berater import errors, http, logs
+    from berater import errors, http, logs, urls
     from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat
 
     app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
@@ -105,10 +105,11 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
         f"sqlite:///{Path(app.instance_path) / 'berater.sqlite3'}"
     )
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
-    # Only SERVICE_BASE_URL's host is answered (after ProxyFix, so X-Forwarded-Host too):
+    # Only SERVICE_BASE_URL's host is answered (inside ProxyFix, so X-Forwarded-Host too):
     # another Host gets 400 before any view runs.
-    app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
-
+    hosts = trusted_hosts(app.config)
+    if hosts is not None:
+        app.wsgi_app = urls.HostCheck(app.wsgi_app, hosts, app.config["LEGACY_STATUS_200"])  # type: ignore[method-assign]
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

@@ -14,7 +14,12 @@ from itsdangerous import URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
-from spectree.utils import cached_type_hints, get_multidict_items
+from spectree.utils import (
+    cached_type_hints,
+    default_after_handler,
+    default_before_handler,
+    get_multidict_items,
+)
 from werkzeug.exceptions import RequestEntityTooLarge
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -166,10 +171,11 @@ class Validation(FlaskPlugin):
     check's constant answer, or the identity of a token checked again, costs a look-up
     instead of a pass through pydantic, which costs tens of microseconds under load, when
     its code and tables are no longer in the CPU's caches. The hooks (`before`, `after`)
-    are called as spectree calls them.
+    are called as spectree calls them, except spectree's own defaults when there is no error
+    for them to log.
     Anything this does not cover (form, header or cookie models, request models taken as
-    view arguments, skipped validation, WebSocket routes, a view that does not return a
-    `Response`) and every failed response check go through spectree's own code.
+    view arguments, skipped validation, a view that does not return a `Response`) and
+    every failed response check go through spectree's own code.
     """
 
     def __init__(self, spectree: Any) -> None:
@@ -201,9 +207,7 @@ class Validation(FlaskPlugin):
         lean = self._lean.get(func)
         if lean is None:
             lean = self._lean[func] = not self._needs_spectree(func, form, headers, cookies)
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        rule = req.url_rule
-        if not lean or skip_validation or getattr(rule, "websocket", False):
+        if not lean or skip_validation:
             return super().validate(
                 func,
                 query,
@@ -221,6 +225,7 @@ class Validation(FlaskPlugin):
                 **kwargs,
             )
         adapter = self.model_adapter
+        req = request._get_current_object()  # type: ignore[attr-defined]
         if query is not None or json is not None:  # else there is nothing to read
             try:
                 self.request_validation(req, query, json, None, None, None)
@@ -229,11 +234,13 @@ class Validation(FlaskPlugin):
                 failed = make_response(errors, validation_error_status)
                 before(req, failed, error, None, adapter)
                 abort(failed)
-        before(req, None, None, None, adapter)
+        if before is not default_before_handler:  # spectree's does nothing without an error
+            before(req, None, None, None, adapter)
         response, response_error = self.validate_response(
             func(*args, **kwargs), resp, False, force_resp_serialize
         )
-        after(req, response, response_error, None, adapter)
+        if after is not default_after_handler or response_error is not None:
+            after(req, response, response_error, None, adapter)
         return response
 
     def _needs_spectree(self, func: Any, form: Any, headers: Any, cookies: Any) -> bool:

@@ -1,18 +1,23 @@
 """Links to this service that leave it (OAuth callbacks, invitation links): built on
 SERVICE_BASE_URL, never on the request's Host header, which the client chooses.
 
-create_app also answers only SERVICE_BASE_URL's host (Flask's TRUSTED_HOSTS, from
+create_app also answers only SERVICE_BASE_URL's host (`HostCheck`, on the hosts of
 `settings.trusted_hosts`): another Host, or X-Forwarded-Host through a trusted proxy, is 400.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import current_app
 
 from berater.errors import ServiceUnavailable
+from berater.http import envelope
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 def external_url(endpoint: str, **values: Any) -> str:
@@ -27,3 +32,40 @@ def external_url(endpoint: str, **values: Any) -> str:
         parts.netloc, script_name=parts.path.rstrip("/") or "/", url_scheme=parts.scheme
     )
     return adapter.build(endpoint, values, force_external=True)
+
+
+class HostCheck:
+    """WSGI middleware: a request whose Host (X-Forwarded-Host once ProxyFix has applied it)
+    is not one of `hosts` gets a 400 envelope before Flask sees it.
+
+    Flask's TRUSTED_HOSTS does the same, but walks and IDNA-encodes the list twice a request;
+    this is one set look-up. The port is not part of the check, and neither is case.
+    """
+
+    def __init__(self, app: WSGIApplication, hosts: Collection[str], legacy_200: bool) -> None:
+        self.app, self.legacy_200 = app, legacy_200
+        self.hosts = frozenset(name.lower() for name in hosts)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST")
+        if host is None:  # HTTP/1.0 without Host: the server's own name is used
+            return self.app(environ, start_response)
+        if host_name(host) in self.hosts:
+            return self.app(environ, start_response)
+        refused = envelope(400, f"Host {host!r} is not trusted", None)
+        if self.legacy_200:
+            refused.status_code = 200
+        return refused(environ, start_response)
+
+
+def host_name(host: str) -> str:
+    """The name in a Host value, without its port and lower-cased ("[::1]:80" -> "::1"); ""
+    when what follows the name is not a port."""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") or not rest else "-"
+    else:
+        name, _, port = host.partition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        return ""
+    return name.lower()

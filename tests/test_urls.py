@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from berater.db import db
 from berater.settings import load_config, trusted_hosts
+from berater.urls import host_name
 from tests import factories
 from tests.helpers import bearer
 
@@ -80,6 +81,34 @@ def test_only_service_base_url_host_and_the_extra_hosts_are_answered(
     assert client.get("/api/ping", headers={"Host": host}).status_code == 400
     for good in ("localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:8000"):
         assert client.get("/api/ping", headers={"Host": good}).status_code == 200
+
+
+def test_the_host_check_ignores_case_and_port_and_follows_legacy_mode(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app().test_client()
+    for good in ("LocalHost", "LOCALHOST:80", "127.0.0.1:5000"):
+        assert client.get("/api/ping", headers={"Host": good}).status_code == 200, good
+    for bad in ("[::2]:5000", "localhost:5000@evil.example", "", "local host"):
+        answer = client.get("/api/ping", headers={"Host": bad})
+        assert answer.status_code == 400, bad
+        assert answer.get_json() == {
+            "code": 400,
+            "error": f"Host {bad!r} is not trusted",
+            "data": None,
+        }
+    assert [
+        host_name(h) for h in ("[::1]:5000", "[::1]", "[::1]x", "Example.edu.CN:443", "a:b")
+    ] == [
+        "::1",
+        "::1",
+        "",
+        "example.edu.cn",
+        "",
+    ]
+    legacy = make_app(LEGACY_STATUS_200=True).test_client()
+    answer = legacy.get("/api/ping", headers={"Host": EVIL})
+    assert answer.status_code == 200 and answer.get_json()["code"] == 400
 
 
 def test_x_forwarded_host_through_a_trusted_proxy_is_checked_too(
