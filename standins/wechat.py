@@ -147,6 +147,15 @@ class FakeWeChat:
         """The menu last created, or None."""
         return self.api.menu
 
+    @property
+    def jsapi_ticket(self) -> str | None:
+        """The JS-SDK ticket handed out and still valid, or None."""
+        return self.api.jsapi_ticket
+
+    def revoke_tickets(self) -> None:
+        """Forget the JS-SDK ticket: the next getticket hands out a new one."""
+        self.api.revoke_tickets()
+
     def refuse(self, openid: str, errcode: int) -> None:
         """Answer messages to ``openid`` with 45015 (outside 48 h) or 43004 (not subscribed)."""
         if errcode not in (45015, 43004):

@@ -10,6 +10,7 @@ developers.weixin.qq.com > 公众号 > 全局返回码):
 | 40001 | invalid credential | a token this stand-in never issued, or revoked |
 | 42001 | access_token expired | a token past its ``token_ttl`` |
 | 44002 / 47001 | empty post data / data format error | no body / not a JSON object |
+| 40097 | invalid args | getticket with a ``type`` other than ``jsapi`` |
 | 40016 | invalid button count | 0 or more than 3 top-level buttons |
 | 40017 | invalid button type | unknown ``type`` (or none on a leaf button) |
 | 40018 | invalid button name size | top-level name empty or over 16 bytes |
@@ -49,6 +50,7 @@ ERRMSGS = {
     40023: "invalid sub button size",
     40025: "invalid sub button name size",
     40037: "invalid template_id",
+    40097: "invalid args",
     40054: "invalid sub button url domain",
     40055: "invalid button url domain",
     41001: "access_token missing",
@@ -91,6 +93,8 @@ class WeChatApi:
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self._stable: str | None = None
+        self.ticket_ttl = token_ttl
+        self._ticket: tuple[str, float] | None = None  # jsapi_ticket and its expiry (monotonic)
         self.menu: dict[str, Any] | None = None
         self.sent: list[dict[str, Any]] = []
         self.refusals: dict[str, int] = {}  # openid -> 45015 or 43004
@@ -101,6 +105,7 @@ class WeChatApi:
         with self._lock:
             self._tokens.clear()
             self._stable = None
+            self._ticket = None
             self.menu = None
             self.sent.clear()
             self.refusals.clear()
@@ -109,6 +114,7 @@ class WeChatApi:
         """(rule, methods, view) of every account API endpoint."""
         return [
             ("/cgi-bin/stable_token", ["POST"], self._stable_token),
+            ("/cgi-bin/ticket/getticket", ["GET"], self._getticket),
             ("/cgi-bin/menu/create", ["POST"], self._menu_create),
             ("/cgi-bin/menu/get", ["GET"], self._menu_get),
             ("/cgi-bin/menu/delete", ["GET"], self._menu_delete),
@@ -170,6 +176,38 @@ class WeChatApi:
         with self._lock:
             left = self._tokens.get(current, 0.0) - time.monotonic()
         return self._respond({"access_token": current, "expires_in": max(1, round(left))})
+
+    # -- JS-SDK ticket -------------------------------------------------------------------------
+
+    @property
+    def jsapi_ticket(self) -> str | None:
+        """The jsapi_ticket WeChat holds now (what a signature must be made with), or None."""
+        with self._lock:
+            if self._ticket is None or time.monotonic() >= self._ticket[1]:
+                return None
+            return self._ticket[0]
+
+    def revoke_tickets(self) -> None:
+        """Forget the jsapi_ticket: the next getticket hands out a new one."""
+        with self._lock:
+            self._ticket = None
+
+    def _getticket(self) -> Response:
+        error = self._authorized()
+        if error is not None:
+            return error
+        if request.args.get("type") != "jsapi":
+            return self._error(40097)
+        now = time.monotonic()
+        with self._lock:
+            # Like WeChat: the same ticket while it is valid, its full life announced.
+            if self._ticket is None or now >= self._ticket[1]:
+                self._ticket = (secrets.token_urlsafe(64), now + self.ticket_ttl)
+            ticket = self._ticket[0]
+        expires_in = max(1, round(self.ticket_ttl))
+        return self._respond(
+            {"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": expires_in}
+        )
 
     def _authorized(self) -> Response | None:
         state = self.token_state(request.args.get("access_token", ""))

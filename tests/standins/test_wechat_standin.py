@@ -440,6 +440,44 @@ def test_api_checks_the_access_token() -> None:
         assert stable(server)["access_token"] != token  # an expired token is replaced
 
 
+GETTICKET = "/cgi-bin/ticket/getticket"
+
+
+def getticket(server: RunningWeChat, token: str, kind: str = "jsapi") -> dict:
+    params = {"access_token": token, "type": kind}
+    return requests.get(server.url + GETTICKET, params=params, timeout=5).json()
+
+
+def test_getticket_hands_out_one_ticket_while_it_is_valid(
+    server: RunningWeChat, fake: FakeWeChat
+) -> None:
+    token = stable(server)["access_token"]
+    first = getticket(server, token)
+    assert set(first) == {"errcode", "errmsg", "ticket", "expires_in"}
+    assert (first["errcode"], first["errmsg"], first["expires_in"]) == (0, "ok", 7200)
+    assert getticket(server, token)["ticket"] == first["ticket"]  # the same, as WeChat does
+    assert fake.jsapi_ticket == first["ticket"]
+    fake.revoke_tickets()
+    assert fake.jsapi_ticket is None
+    assert getticket(server, token)["ticket"] != first["ticket"]
+    assert fake.calls_to(GETTICKET) == 3
+
+
+def test_getticket_checks_the_access_token_and_the_type() -> None:
+    fake = FakeWeChat(appid=APPID, secret=SECRET, token_ttl=0.2)
+    with running(fake) as server:
+        assert getticket(server, "")["errcode"] == 41001
+        assert getticket(server, "forged")["errcode"] == 40001
+        token = stable(server)["access_token"]
+        assert getticket(server, token, kind="wx_card")["errcode"] == 40097
+        ticket = getticket(server, token)
+        assert ticket["errcode"] == 0
+        assert ticket["expires_in"] == 1  # the ticket lives as long as the token here
+        time.sleep(0.3)
+        assert getticket(server, token)["errcode"] == 42001
+        assert fake.jsapi_ticket is None  # expired
+
+
 @pytest.mark.parametrize(
     ("menu", "errcode"),
     [

@@ -1,11 +1,15 @@
-"""The account's access token: one for every worker and instance, kept in the store.
+"""Values WeChat hands out for a while and that every worker and instance shares: the
+account's access token and, built on the same machinery, the JS-SDK's jsapi_ticket
+(berater/ext/wechat/ticket.py).
 
 WeChat allows 2000 token fetches a day and, on the classic endpoint, each fetch cuts off the
-token other processes hold. So the token lives in the store (area "wechat") until about five
-minutes before it expires, and exactly one process fetches a new one at a time: it takes a
-lock in the store (set-if-absent with a timeout, so a crashed holder cannot block the others
-for long), reads the cache again, and only then asks WeChat. The others poll the cache for
-up to WECHAT_TOKEN_WAIT seconds and use the token the holder stored.
+token other processes hold; the ticket's fetches are as limited. So each value lives in the
+store (area "wechat") until about five minutes before it expires, and exactly one process
+fetches a new one at a time: it takes a lock in the store (set-if-absent with a timeout, so a
+crashed holder cannot block the others for long), reads the cache again, and only then asks
+WeChat. The others poll the cache for up to WECHAT_TOKEN_WAIT seconds and use the value the
+holder stored. A value WeChat rejected is dropped with `invalidate`, and remembered for a
+minute so that, if WeChat hands the same one back, the holder asks for a fresh one.
 
 wechatpy's client keeps its own token with no lock across processes, so the keeper fetches
 the token itself with requests, and berater/ext/wechat/client.py adds it to every call.
@@ -16,6 +20,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -27,17 +33,13 @@ from berater.extensions import store
 log = logging.getLogger("berater.wechat")
 
 AREA = "wechat"
-TOKEN_KEY = "access_token"  # noqa: S105 - a store key name, not a secret
-LOCK_KEY = "access_token:lock"
-# The token last reported invalid (40001...): if WeChat hands the same one back, force a new one.
-BAD_KEY = "access_token:bad"
-MARGIN = 300  # seconds before WeChat's expiry at which the cached token is dropped
-LOCK_TTL = 10.0  # longer than one fetch (connect 2 s + read 3 s), short if the holder dies
+MARGIN = 300  # seconds before WeChat's expiry at which a cached value is dropped
+LOCK_TTL = 10.0  # longer than one token fetch (connect 2 s + read 3 s), short if the holder dies
 POLL = 0.05
 ENDPOINTS = ("stable", "classic")
 
 # Compare-and-delete: only remove a key that still holds the value we know, so a late
-# invalidation or lock release cannot remove a newer token or another process's lock.
+# invalidation or lock release cannot remove a newer value or another process's lock.
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -45,57 +47,80 @@ end
 return 0
 """
 
-
-def access_token() -> str:
-    """The account's access token, from the store or, for exactly one process, from WeChat."""
-    token = store.get(AREA, TOKEN_KEY)
-    if token:
-        return token
-    wait = float(current_app.config["WECHAT_TOKEN_WAIT"])
-    deadline = time.monotonic() + wait
-    while True:
-        owner = secrets.token_hex(16)
-        if store.set_if_absent(AREA, LOCK_KEY, owner, LOCK_TTL):
-            try:
-                # Another process may have stored a token between our read and our lock.
-                token = store.get(AREA, TOKEN_KEY)
-                return token or _refresh()
-            finally:
-                _delete_if(LOCK_KEY, owner)
-        time.sleep(POLL)
-        token = store.get(AREA, TOKEN_KEY)
-        if token:
-            return token
-        if time.monotonic() >= deadline:
-            log.warning("wechat access token: gave up waiting for the refreshing process")
-            raise ServiceUnavailable("the WeChat access token is being renewed, try again shortly")
+# fetch(force) -> (value, expires_in seconds); `force` asks WeChat for a new value rather
+# than the current one, where WeChat offers that.
+Fetch = Callable[[bool], tuple[str, int]]
 
 
-def invalidate(token: str) -> None:
-    """Drop `token` from the store if it is still the cached one (WeChat rejected it)."""
-    if not token:
-        return
-    store.set(AREA, BAD_KEY, token, ttl=LOCK_TTL * 6)
-    _delete_if(TOKEN_KEY, token)
+@dataclass(frozen=True)
+class Kept:
+    """One shared value: its name (for logs and messages), its store key and how to fetch it."""
+
+    name: str
+    key: str
+    fetch: Fetch
+    lock_ttl: float = LOCK_TTL
+    can_force: bool = True  # whether fetch(True) gets a new value when WeChat holds one
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.key}:lock"
+
+    @property
+    def bad_key(self) -> str:
+        # The value last reported invalid: if WeChat hands the same one back, force a new one.
+        return f"{self.key}:bad"
+
+    def get(self) -> str:
+        """The value, from the store or, for exactly one process, from WeChat."""
+        value = store.get(AREA, self.key)
+        if value:
+            return value
+        wait = float(current_app.config["WECHAT_TOKEN_WAIT"])
+        deadline = time.monotonic() + wait
+        while True:
+            owner = secrets.token_hex(16)
+            if store.set_if_absent(AREA, self.lock_key, owner, self.lock_ttl):
+                try:
+                    # Another process may have stored one between our read and our lock.
+                    value = store.get(AREA, self.key)
+                    return value or self._refresh()
+                finally:
+                    _delete_if(self.lock_key, owner)
+            time.sleep(POLL)
+            value = store.get(AREA, self.key)
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                log.warning("wechat %s: gave up waiting for the refreshing process", self.name)
+                raise ServiceUnavailable(
+                    f"the WeChat {self.name} is being renewed, try again shortly"
+                )
+
+    def invalidate(self, value: str) -> None:
+        """Drop `value` from the store if it is still the cached one (WeChat rejected it)."""
+        if not value:
+            return
+        store.set(AREA, self.bad_key, value, ttl=LOCK_TTL * 6)
+        _delete_if(self.key, value)
+
+    def _refresh(self) -> str:
+        """Fetch from WeChat and cache; called only by the lock holder."""
+        bad = store.get(AREA, self.bad_key)
+        value, expires_in = self.fetch(False)
+        if bad and value == bad and self.can_force:
+            # WeChat returns the current value while it thinks it valid; we were told it is
+            # not, so ask for a new one (rare: WeChat limits forced refreshes).
+            value, expires_in = self.fetch(True)
+        ttl = expires_in - MARGIN if expires_in > 2 * MARGIN else expires_in / 2
+        store.set(AREA, self.key, value, ttl=max(1.0, ttl))
+        store.delete(AREA, self.bad_key)
+        log.info("wechat %s renewed, cached for %d s", self.name, int(ttl))
+        return value
 
 
 def _delete_if(key: str, value: str) -> None:
     store.script(_DELETE_IF)(keys=[store.key(AREA, key)], args=[value])
-
-
-def _refresh() -> str:
-    """Fetch a token from WeChat and cache it; called only by the lock holder."""
-    bad = store.get(AREA, BAD_KEY)
-    token, expires_in = _fetch(force=False)
-    if bad and token == bad:
-        # The stable endpoint returns the current token while WeChat thinks it valid; we were
-        # told it is not, so ask for a new one (rare: WeChat limits forced refreshes).
-        token, expires_in = _fetch(force=True)
-    ttl = expires_in - MARGIN if expires_in > 2 * MARGIN else expires_in / 2
-    store.set(AREA, TOKEN_KEY, token, ttl=max(1.0, ttl))
-    store.delete(AREA, BAD_KEY)
-    log.info("wechat access token renewed, cached for %d s", int(ttl))
-    return token
 
 
 def _fetch(force: bool) -> tuple[str, int]:
@@ -157,3 +182,16 @@ def token_error(errcode: int) -> Exception:
             f"WeChat refused the account's credentials or this server's IP (errcode {errcode})"
         )
     return UpstreamError(f"WeChat refused the access token request (errcode {errcode})")
+
+
+ACCESS_TOKEN = Kept("access token", "access_token", _fetch)
+
+
+def access_token() -> str:
+    """The account's access token, from the store or, for exactly one process, from WeChat."""
+    return ACCESS_TOKEN.get()
+
+
+def invalidate(token: str) -> None:
+    """Drop `token` from the store if it is still the cached one (WeChat rejected it)."""
+    ACCESS_TOKEN.invalidate(token)
