@@ -3,13 +3,16 @@ SERVICE_BASE_URL, never on the request's Host header, which the client chooses.
 
 create_app also answers only SERVICE_BASE_URL's host (`HostCheck`, on the hosts of
 `settings.trusted_hosts`): another Host, or X-Forwarded-Host through a trusted proxy, is 400.
+
+Partner pages live on SIGNIN_REDIRECT_HOSTS: `partner_origin` and `partner_page` say whether
+an Origin header or a page URL is one of theirs (CORS and the JS-SDK signature ask them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from flask import current_app
 
@@ -69,3 +72,44 @@ def host_name(host: str) -> str:
     if port and not (port.isascii() and port.isdigit()):
         return ""
     return name.lower()
+
+
+MAX_PAGE_URL = 1024
+WEB_SCHEMES = frozenset({"http", "https"})
+
+
+def partner_origin(origin: str) -> bool:
+    """Whether `origin` (an Origin header: scheme, host and any port, nothing else) is a
+    partner page's: http or https on a host of SIGNIN_REDIRECT_HOSTS."""
+    parts = _web_url(origin)
+    if parts is None or parts.path or parts.query or parts.fragment or origin.endswith("#"):
+        return False
+    return parts.hostname in current_app.config["SIGNIN_REDIRECT_HOSTS"]
+
+
+def partner_page(url: str) -> bool:
+    """Whether `url` is an http(s) page on SIGNIN_REDIRECT_HOSTS or on SERVICE_BASE_URL's
+    host (any port, path and query; no user name or password in it)."""
+    parts = _web_url(url)
+    if parts is None:
+        return False
+    service = urlsplit(str(current_app.config.get("SERVICE_BASE_URL") or "")).hostname
+    hosts = current_app.config["SIGNIN_REDIRECT_HOSTS"]
+    return parts.hostname in hosts or (service is not None and parts.hostname == service)
+
+
+def _web_url(url: str) -> SplitResult | None:
+    """`url` split, when it is an absolute http(s) URL with a host, no credentials and no
+    characters that browsers and servers read differently; None otherwise."""
+    if not url or len(url) > MAX_PAGE_URL or any(ch in url for ch in "\r\n\t\\ "):
+        return None
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a broken IPv6 literal or port
+        return None
+    if parts.scheme not in WEB_SCHEMES or not parts.hostname or not port_ok:
+        return None
+    if parts.username is not None or "@" in parts.netloc:
+        return None
+    return parts
