@@ -36,6 +36,7 @@ SHARED_MODULES = (
     "berater.http",
     "berater.logs",
     "berater.urls",
+    "berater.cors",
     "berater.extensions",
 )
 
@@ -92,7 +93,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
     Without either, $BERATER_ENV chooses, and unset means production.
     """
-    from berater import errors, http, logs, urls
+    from berater import cors, errors, http, logs, urls
     from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat
 
     app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
@@ -125,6 +126,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     app.before_request(http.read_json_body)
     if app.config["LEGACY_STATUS_200"]:
         app.after_request(http.legacy_status_line)
+    cors.init_app(app)
     # The JSON API's features nest their blueprints in this one, made per app.
     api = Blueprint("api", __name__, url_prefix="/api")
     for feature in FEATURES:
