@@ -27,6 +27,7 @@ FEATURES = (
     "berater.signin",
     "berater.admin",
     "berater.wechat",
+    "berater.docs",
     "berater.apps.face",
     "berater.apps.nova",
 )

@@ -9,6 +9,7 @@ from spectree import SecurityScheme, SpecTree
 from spectree.models import InType, SecureType, SecuritySchemeData
 
 from berater.db import db
+from berater.docs.pages import PAGE_TEMPLATES
 from berater.ext.crypto import Crypto
 from berater.ext.sms import Sms
 from berater.ext.store import Store
@@ -36,6 +37,7 @@ spec = SpecTree(
     version="1",
     path="docs",
     mode="strict",  # document the API routes, not the sign-in pages
+    page_templates=PAGE_TEMPLATES,  # /docs/swagger/, /docs/redoc/, /docs/scalar/: no CDN
     description="Sign-in and identity for the admissions office's WeChat service account. "
     'Every answer is the envelope {"code", "error", "data"}.',
     before=_reject_invalid,
