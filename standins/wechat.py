@@ -42,6 +42,8 @@ ERRMSGS = {
 }
 CONTROL_PREFIX = "/_standin/"
 AUTHORIZE_PATH = "/connect/oauth2/authorize"
+# WeChat serves its JS-SDK from res.wx.qq.com/open/js/; the stand-in's plays its wx.config.
+JWEIXIN_PATH = "/open/js/jweixin-1.6.0.js"
 
 
 def wechat_error(errcode: int, errmsg: str | None = None) -> Response:
@@ -218,6 +220,8 @@ class FakeWeChat:
             (CONTROL_PREFIX + "reset", ["POST"], self._control_reset),
             (CONTROL_PREFIX + "fail", ["POST"], self._control_fail),
             (CONTROL_PREFIX + "code", ["POST"], self._control_code),
+            (JWEIXIN_PATH, ["GET"], self._jweixin),
+            (CONTROL_PREFIX + "jssdk/verify", ["POST"], self._control_jssdk_verify),
         ]
 
     def make_app(self) -> Flask:
@@ -320,6 +324,23 @@ class FakeWeChat:
             return json_response({"error": str(exc)}, 400)
         return json_response({"ok": True})
 
+    def _jweixin(self) -> Response:
+        return Response(_JWEIXIN, 200, mimetype="text/javascript")
+
+    def _control_jssdk_verify(self) -> Response:
+        # Sent as text/plain by the stand-in JS-SDK (a simple request: no preflight), from a
+        # partner page on another origin, which may read the answer.
+        try:
+            body = json.loads(request.get_data().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            answer = json_response({"errMsg": "config:fail"}, 400)
+        else:
+            answer = json_response({"errMsg": self.api.check_jssdk(body, body["url"])})
+        answer.headers["Access-Control-Allow-Origin"] = "*"
+        return answer
+
     def _control_code(self) -> Response:
         body = request.get_json(silent=True) or {}
         openid, scope = str(body.get("openid", "")), str(body.get("scope", "snsapi_base"))
@@ -328,6 +349,36 @@ class FakeWeChat:
         except ValueError as exc:
             return json_response({"error": str(exc)}, 400)
         return json_response({"code": code})
+
+
+# The stand-in JS-SDK: `wx.config(...)` asks the stand-in to check the signature for this page
+# (as WeChat's client does), then runs the `wx.ready` or `wx.error` callbacks.
+_JWEIXIN = """(function () {
+  "use strict";
+  var base = new URL(document.currentScript.src).origin;
+  var state = { result: null, ready: [], error: [] };
+  function settle() {
+    if (!state.result) return;
+    var list = state.result.errMsg === "config:ok" ? state.ready : state.error;
+    while (list.length) list.shift()(state.result);
+  }
+  window.wx = {
+    standin: true,
+    config: function (config) {
+      var body = JSON.stringify({
+        appId: config.appId, timestamp: config.timestamp, nonceStr: config.nonceStr,
+        signature: config.signature, url: location.href.split("#")[0]
+      });
+      fetch(base + "/_standin/jssdk/verify", { method: "POST", body: body })
+        .then(function (r) { return r.json(); })
+        .catch(function () { return { errMsg: "config:fail" }; })
+        .then(function (result) { state.result = result; settle(); });
+    },
+    ready: function (fn) { state.ready.push(function () { fn(); }); settle(); },
+    error: function (fn) { state.error.push(fn); settle(); }
+  };
+})();
+"""
 
 
 _PAGE = """<!doctype html>

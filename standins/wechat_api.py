@@ -28,6 +28,7 @@ developers.weixin.qq.com > 公众号 > 全局返回码):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -208,6 +209,24 @@ class WeChatApi:
         return self._respond(
             {"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": expires_in}
         )
+
+    def check_jssdk(self, config: Mapping[str, Any], url: str) -> str:
+        """What WeChat's `wx.config` reports for `config` on the page at `url`: "config:ok",
+        or "config:invalid signature" (the signature, computed here on its own, does not
+        match the current ticket, the page without its fragment, the nonce and timestamp)."""
+        ticket = self.jsapi_ticket
+        if ticket is None or config.get("appId") != self.appid:
+            return "config:invalid signature"
+        fields = {
+            "jsapi_ticket": ticket,
+            "noncestr": config.get("nonceStr"),
+            "timestamp": config.get("timestamp"),
+            "url": url.split("#", 1)[0],
+        }
+        string1 = "&".join(f"{name}={fields[name]}" for name in sorted(fields))
+        expected = hashlib.sha1(string1.encode("utf-8")).hexdigest()  # noqa: S324 - WeChat's
+        ok = secrets.compare_digest(expected, str(config.get("signature", "")))
+        return "config:ok" if ok else "config:invalid signature"
 
     def _authorized(self) -> Response | None:
         state = self.token_state(request.args.get("access_token", ""))

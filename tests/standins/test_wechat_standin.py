@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -476,6 +477,44 @@ def test_getticket_checks_the_access_token_and_the_type() -> None:
         time.sleep(0.3)
         assert getticket(server, token)["errcode"] == 42001
         assert fake.jsapi_ticket is None  # expired
+
+
+def test_the_stand_in_js_sdk_checks_a_signature_on_its_own(
+    server: RunningWeChat, fake: FakeWeChat
+) -> None:
+    import hashlib
+
+    script = requests.get(server.url + "/open/js/jweixin-1.6.0.js", timeout=5)
+    assert script.status_code == 200
+    assert "window.wx" in script.text
+    ticket = getticket(server, stable(server)["access_token"])["ticket"]
+    url = "https://partner.test/app?x=1"
+    string1 = f"jsapi_ticket={ticket}&noncestr=abc&timestamp=1700000000&url={url}"
+    config = {
+        "appId": APPID,
+        "timestamp": 1700000000,
+        "nonceStr": "abc",
+        "signature": hashlib.sha1(string1.encode()).hexdigest(),  # noqa: S324 - WeChat's
+    }
+
+    def verify(body: dict) -> requests.Response:
+        # As the stand-in JS-SDK sends it: text/plain, from a page on another origin.
+        data = json.dumps(body).encode()
+        return requests.post(server.url + "/_standin/jssdk/verify", data=data, timeout=5)
+
+    answer = verify({**config, "url": url + "#section"})
+    assert answer.json() == {"errMsg": "config:ok"}
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert verify({**config, "url": url + "&y=2"}).json()["errMsg"] == "config:invalid signature"
+    assert verify({**config, "url": url, "appId": "wx_other"}).json()["errMsg"] == (
+        "config:invalid signature"
+    )
+    assert verify({**config, "url": url, "nonceStr": "abd"}).json()["errMsg"] == (
+        "config:invalid signature"
+    )
+    fake.revoke_tickets()
+    assert verify({**config, "url": url}).json()["errMsg"] == "config:invalid signature"
+    assert verify({"url": 1}).status_code == 400
 
 
 @pytest.mark.parametrize(
