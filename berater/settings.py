@@ -368,7 +368,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BERT_PORT_OUT", PORT, 5556, "the server's -port_out (answers)"),
     Setting("BERT_TIMEOUT", SECONDS, 3.0, "seconds to wait for a batch of 256 texts"),
     # --- sign-in and binding ---
-    Setting("SIGNIN_REDIRECT_HOSTS", hosts, [], "partner app hosts a sign-in may land on",
+    Setting("SIGNIN_REDIRECT_HOSTS", hosts, [],
+            "partner app hosts: sign-in targets, CORS origins, JS-SDK pages",
             dev=["127.0.0.1", "localhost"], test=["127.0.0.1", "localhost", "partner.test"]),
     Setting("LOGIN_MAX_FAILURES", integer(1, 1000), 10,
             "failed password sign-ins per account in the window"),
