@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, redirect, render_template, request
+from flask import current_app, redirect, render_template, request
+from werkzeug.wrappers import Response
 
 from berater.db import transaction
 from berater.errors import ApiError, BadRequest, NotFound, Unauthorized

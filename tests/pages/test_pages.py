@@ -14,6 +14,8 @@ from berater.binding.services import PROVINCES
 from berater.pages import links
 from tests.browser import CSP
 
+pytestmark = pytest.mark.backends
+
 TEMPLATES = PROJECT_ROOT / "berater" / "templates"
 STATIC = PROJECT_ROOT / "berater" / "static"
 PAGES = ["/", "/register/student", "/register/candidate", "/me", "/qna", "/demo/app", "/dev/sms"]

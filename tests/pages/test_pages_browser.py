@@ -195,6 +195,9 @@ def test_a_candidate_registers_and_lands_in_the_partner_app(app, live_server, we
 # -- what goes wrong --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "settings", [{}, {"LEGACY_STATUS_200": True}], indirect=True, ids=["status", "legacy"]
+)
 def test_a_wrong_code_is_shown_beside_the_code_and_the_right_one_binds(
     app, live_server, wechat, phone
 ):
@@ -440,11 +443,11 @@ def test_a_person_bound_to_nothing_is_offered_both_registrations(app, live_serve
     sign_in_at_wechat(phone, wechat.url, "o_nobody")
     page.wait_for_url(f"{live_server}/me")
     expect()(page.locator("#unbound")).to_be_visible()
+    phone.shot("unbound")
     page.click("#unbound a.secondary")
     page.wait_for_url(f"{live_server}/register/candidate")
     expect()(page.locator("#register")).to_be_visible()  # the token is still in this tab
     assert who(live_server, page)["kind"] == "wechat"
-    phone.shot("unbound")
     phone.assert_clean()
 
 

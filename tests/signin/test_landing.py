@@ -17,6 +17,8 @@ from flask.testing import FlaskClient
 from berater.db import db
 from tests import factories
 
+pytestmark = pytest.mark.backends
+
 AUTHORIZE = "/connect/oauth2/authorize"
 EXCHANGE = "/sns/oauth2/access_token"
 BASE = "http://localhost"  # the testing SERVICE_BASE_URL
