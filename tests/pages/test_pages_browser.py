@@ -207,7 +207,11 @@ def test_a_wrong_code_is_shown_beside_the_code_and_the_right_one_binds(
     sign_in_at_wechat(phone, wechat.url, "o_wrong_code")
     page.wait_for_url(re.compile(r"/register/student$"))
 
-    send_code(phone, "13700001111")
+    # With the keyboard: Enter in the phone field asks for the code.
+    page.fill("#f-phone", "13700001111")
+    page.press("#f-phone", "Enter")
+    expect()(page.locator("#f-code-sent")).to_contain_text("验证码已发送至")
+    assert page.evaluate("document.activeElement.id") == "f-code"
     code = last_code(live_server, "13700001111")
     page.fill("#f-code", f"{(int(code) + 1) % 1_000_000:06d}")
     page.fill("#f-id_card", row["id_card"])
@@ -225,7 +229,7 @@ def test_a_wrong_code_is_shown_beside_the_code_and_the_right_one_binds(
     expect()(error).to_have_text("请输入短信里的 6 位数字验证码。")
 
     page.fill("#f-code", code)
-    page.click("button[type=submit]")
+    page.press("#f-code", "Enter")  # the form submits from the keyboard too
     page.wait_for_url(f"{live_server}/me")  # no target: my binding
     expect()(page.locator("#student [data-field=stuid]")).to_have_text(row["stuid"])
     phone.shot("bound")

@@ -59,6 +59,13 @@
       });
     });
 
+    // Enter in the phone field asks for the code (the next step), not the whole form.
+    phone.addEventListener("keydown", function (event) {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      if (!send.disabled) send.click();
+    });
+
     /* Resolves true when the phone in the form is verified, else shows why beside its field. */
     function verify() {
       var value = B.mainlandMobile(phone.value);
