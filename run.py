@@ -3,7 +3,9 @@
 `python run.py` chooses development (unless BERATER_ENV says otherwise) and starts everything
 on the embedded defaults: the SQLite file and the embedded store in ./instance, and the
 stand-in WeChat on 127.0.0.1:5001, so the whole sign-in can be clicked through in a browser
-at http://127.0.0.1:5000/ (development's SERVICE_BASE_URL: the only host it answers).
+at http://127.0.0.1:5000/ (development's SERVICE_BASE_URL: the only host it answers). The
+first start also loads a made-up admission list (data/demo-admission.csv), so a newcomer
+can bind as a student; SMS codes are not sent but shown on /dev/sms.
 `gunicorn run:app` and `flask --app run` take BERATER_ENV from the environment or .env;
 unset, it means production.
 """
@@ -53,6 +55,19 @@ def _build_qna_index(dev_app: Flask) -> None:
         qna.load(dev_app)
 
 
+def _load_demo_admission_list() -> None:
+    """The first start loads a made-up admission list (data/demo-admission.csv), once."""
+    from berater.admission.cli import DEMO_LIST, load_demo_list
+
+    report = load_demo_list()
+    if report is not None:
+        print(
+            f"  Loaded the demo admission list ({report.counts.inserted} made-up students) "
+            f"from {DEMO_LIST.relative_to(PROJECT_ROOT)}",
+            flush=True,
+        )
+
+
 def _exit_once(*_: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.exit(0)
@@ -74,8 +89,14 @@ def main() -> None:
         dev_app = create_app()
         with dev_app.app_context():
             upgrade()
+            if dev_app.config["ENV_NAME"] == "development":
+                _load_demo_admission_list()
             _build_qna_index(dev_app)
-        print(f"\n  Berater: open http://{DEV_HOST}:{DEV_PORT}/ and click 'Sign in'\n", flush=True)
+        print(
+            f"\n  Berater: open http://{DEV_HOST}:{DEV_PORT}/ and click 'As a student'"
+            f"\n  SMS codes (not sent in development): http://{DEV_HOST}:{DEV_PORT}/dev/sms\n",
+            flush=True,
+        )
         dev_app.run(
             DEV_HOST, DEV_PORT, use_reloader=False, threaded=True, request_handler=_QuietHandler
         )

@@ -25,6 +25,7 @@ FEATURES = (
     "berater.qna",
     "berater.chat",
     "berater.signin",
+    "berater.pages",
     "berater.admin",
     "berater.wechat",
     "berater.docs",

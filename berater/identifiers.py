@@ -14,7 +14,12 @@ OLDEST = date(1900, 1, 1)
 
 
 class InvalidIdCard(ValueError):
-    """The text is not a valid ID card number; the message says why, without the number."""
+    """The text is not a valid ID card number; the message says why, without the number, and
+    `kind` names the rule it breaks (length, format, birth_date, check) for a client to word."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def normalise_id_card(text: str) -> str:
@@ -25,17 +30,19 @@ def normalise_id_card(text: str) -> str:
     """
     value = text.strip().upper()
     if len(value) != 18:
-        raise InvalidIdCard("an ID card number has 18 characters")
+        raise InvalidIdCard("an ID card number has 18 characters", "length")
     if not ID_CARD.fullmatch(value) or value[0] not in REGIONS:
-        raise InvalidIdCard("an ID card number is 17 digits and a digit or X")
+        raise InvalidIdCard("an ID card number is 17 digits and a digit or X", "format")
     try:
         birth = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
-        raise InvalidIdCard("the birth date in the ID card number is not a real date") from None
+        raise InvalidIdCard(
+            "the birth date in the ID card number is not a real date", "birth_date"
+        ) from None
     if not OLDEST <= birth <= date.today():
-        raise InvalidIdCard("the birth date in the ID card number is out of range")
+        raise InvalidIdCard("the birth date in the ID card number is out of range", "birth_date")
     if check_char(value[:17]) != value[17]:
-        raise InvalidIdCard("the ID card number's check character is wrong")
+        raise InvalidIdCard("the ID card number's check character is wrong", "check")
     return value
 
 

@@ -352,8 +352,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WECHAT_QNA_NOT_READY", text, "问答机器人正在准备中，请稍后再来提问。",
             "the answer while the Q&A bot has none"),
     Setting("WECHAT_STUID_KEY", text, "STUID", "menu CLICK key of the student number"),
-    Setting("WECHAT_BIND_URL", HTTP, "", "where a user who is not bound yet binds"),
-    Setting("WECHAT_ANSWER_URL", HTTP, "", "the full answer, linked from a cut reply"),
+    Setting("WECHAT_BIND_URL", HTTP, "",
+            "where a user who is not bound yet binds; empty: the page on SERVICE_BASE_URL"),
+    Setting("WECHAT_ANSWER_URL", HTTP, "",
+            "the full answer, linked from a cut reply; empty: the Q&A page on SERVICE_BASE_URL"),
     # --- Q&A ---
     Setting("QNA_BACKEND", choice("lexical", "bert", "hybrid", "placeholder"), "lexical",
             "how the webhook answers questions"),

@@ -16,18 +16,7 @@ import pytest
 
 from berater.db import db
 from tests import factories
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 10_000
+from tests.browser import chromium
 
 # Playwright raises no warning here, so pyproject's filterwarnings = error needs no exception.
 pytestmark = pytest.mark.browser
@@ -36,31 +25,14 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator:  # playwright.sync_api.Page
     """A fresh Chromium page; a screenshot of wherever it ends is saved to tmp_path."""
-    if not (CHROMIUM.is_file() and CHROMIUM.stat().st_mode & 0o111):
-        pytest.fail(
-            f"{CHROMIUM} not found: install the Debian package chromium "
-            "(apt-get install -y chromium); scripts/test.sh installs it. "
-            "Do not use `playwright install`: the tests drive Debian's Chromium."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(locale="zh-CN", viewport={"width": 800, "height": 900})
-        context.set_default_timeout(WAIT_MS)
+    with chromium({"width": 800, "height": 900}) as context:
         page = context.new_page()
         try:
             yield page
         finally:
             shot = tmp_path / "end.png"
-            try:
-                page.screenshot(path=str(shot), full_page=True)
-                print(f"screenshot: {shot}")
-            finally:
-                context.close()
-                browser.close()
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
 
 
 def test_a_newcomer_signs_in_to_the_demo_app_and_out_again(

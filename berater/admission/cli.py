@@ -9,13 +9,18 @@ from pathlib import Path
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from berater import PROJECT_ROOT
 from berater.admission import services as admission
 from berater.db import db, transaction
 from berater.identifiers import mask_id_card
+from berater.models import SourceStudent
 
 admission_cli = AppGroup("admission", help="The admission list (source_student).")
+# The local sandbox's admission list: made-up people with valid ID card numbers.
+DEMO_LIST = PROJECT_ROOT / "data" / "demo-admission.csv"
 
 
 @dataclass
@@ -107,6 +112,17 @@ def _upsert(
         report.add(result.counts, result.rejected)
         if progress:
             progress(len(batch))
+
+
+def load_demo_list(path: str | Path = DEMO_LIST) -> ImportReport | None:
+    """Import the demo admission list when the admission list is empty (the first start of
+    the local sandbox, `python run.py`), so a newcomer can bind as a student; None when the
+    list holds rows already, which are never touched."""
+    has_rows = db.session.scalar(select(SourceStudent.id_card).limit(1)) is not None
+    db.session.rollback()  # end the read; the import writes in transactions of its own
+    if has_rows:
+        return None
+    return run_import(path, strict=True)
 
 
 def _cause(exc: SQLAlchemyError) -> str:

@@ -25,7 +25,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from berater.db import after_commit, db
-from berater.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
+from berater.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    ValidationFailed,
+)
 from berater.extensions import store
 from berater.identifiers import (
     InvalidIdCard,
@@ -49,11 +55,14 @@ if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('DECR', KEYS[1]) <= 0 then
 end
 """
 
-# Mainland provinces, municipalities and autonomous regions, as short names.
+# The 34 provincial divisions, as short names: 23 provinces, 4 municipalities, 5 autonomous
+# regions and 2 special administrative regions (candidates from Hong Kong, Macao and Taiwan
+# sit the joint exam).
 PROVINCES = (
     "北京", "天津", "河北", "山西", "内蒙古", "辽宁", "吉林", "黑龙江", "上海", "江苏",
     "浙江", "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "广西",
     "海南", "重庆", "四川", "贵州", "云南", "西藏", "陕西", "甘肃", "青海", "宁夏", "新疆",
+    "台湾", "香港", "澳门",
 )  # fmt: skip
 FULL_NAMES = {
     "内蒙古自治区": "内蒙古",
@@ -61,17 +70,27 @@ FULL_NAMES = {
     "西藏自治区": "西藏",
     "宁夏回族自治区": "宁夏",
     "新疆维吾尔自治区": "新疆",
+    "香港特别行政区": "香港",
+    "澳门特别行政区": "澳门",
 }
 
 
+def field_error(field: str, message: str, kind: str) -> ValidationFailed:
+    """The 400 naming one field, as a validation failure of the body does, so a page can show
+    the error beside that field: data `{"fields": [{"field", "message", "type"}]}`."""
+    return ValidationFailed.of([{"loc": (field,), "msg": message, "type": kind}])
+
+
 def normalise_province(text: str) -> str:
-    """The short name of a mainland province ("江苏省" → "江苏"), or BadRequest."""
+    """The short name of a provincial division ("江苏省" → "江苏"), or a 400 naming it."""
     value = text.strip()
     value = FULL_NAMES.get(value, value)
     if value not in PROVINCES and value[-1:] in {"省", "市"}:
         value = value[:-1]
     if value not in PROVINCES:
-        raise BadRequest("province must be a mainland province, municipality or region")
+        raise field_error(
+            "province", "province must be one of the 34 provincial divisions", "province"
+        )
     return value
 
 
@@ -83,11 +102,14 @@ def _candidate_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "score" in fields:
         score = float(fields["score"])
         if not math.isfinite(score) or not 0 <= score <= cfg["CANDIDATE_MAX_SCORE"]:
-            raise BadRequest(f"score must be between 0 and {cfg['CANDIDATE_MAX_SCORE']}")
+            raise field_error(
+                "score", f"score must be between 0 and {cfg['CANDIDATE_MAX_SCORE']:g}", "range"
+            )
         clean["score"] = score
     if "subject" in fields:
         if fields["subject"] not in cfg["CANDIDATE_SUBJECTS"]:
-            raise BadRequest(f"subject must be one of {', '.join(cfg['CANDIDATE_SUBJECTS'])}")
+            subjects = ", ".join(cfg["CANDIDATE_SUBJECTS"])
+            raise field_error("subject", f"subject must be one of {subjects}", "choice")
         clean["subject"] = fields["subject"]
     for key in ("name", "city"):
         if key in fields:
@@ -102,9 +124,9 @@ def _phone_for_change(openid: str, phone: str | None) -> str | None:
     try:
         wanted = normalise_phone(phone)
     except InvalidPhone as exc:
-        raise BadRequest(str(exc)) from None
+        raise field_error("phone", str(exc), "phone") from None
     if codes.verified_phone(openid) != wanted:
-        raise BadRequest("verify the new phone by SMS first")
+        raise field_error("phone", "verify the new phone by SMS first", "not_verified")
     _use_phone_after_commit(openid, wanted)
     return wanted
 
@@ -118,6 +140,14 @@ def bind_candidate(openid: str, fields: dict[str, Any]) -> Candidate:
     _insert(row, "already registered as a candidate; use PATCH to change details")
     _use_phone_after_commit(openid, row.phone)
     revocation.roles_changed_after_commit(openid)
+    return row
+
+
+def own_candidate(openid: str) -> Candidate:
+    """The bearer's own candidate row."""
+    row = db.session.get(Candidate, openid)
+    if row is None:
+        raise NotFound("not registered as a candidate yet")
     return row
 
 
@@ -136,11 +166,11 @@ def update_candidate(openid: str, fields: dict[str, Any]) -> Candidate:
 
 
 def _id_card(value: str) -> str:
-    """The normalised ID card number, or a 400 saying what is wrong with it."""
+    """The normalised ID card number, or a 400 naming the field and the rule it breaks."""
     try:
         return normalise_id_card(value)
     except InvalidIdCard as exc:
-        raise BadRequest(str(exc)) from None
+        raise field_error("id_card", str(exc), exc.kind) from None
 
 
 def bind_student(openid: str, id_card: str, number: str) -> Student:

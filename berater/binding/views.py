@@ -11,6 +11,7 @@ from berater.binding import bp, services
 from berater.binding.schemas import (
     BoundOut,
     CandidateIn,
+    CandidateOut,
     CandidatePatch,
     SourceOut,
     StudentIn,
@@ -60,6 +61,16 @@ def create_candidate() -> Response:
     with transaction():
         record = _candidate_record(services.bind_candidate(_wechat_only(), fields))
     return _bound(record)
+
+
+@bp.get("/candidate")
+@token_required(roles.CANDIDATE)
+@spec.validate(
+    resp=Resp(HTTP_200=Envelope[CandidateOut], **ERRORS), tags=["binding"], security=BEARER
+)
+def get_candidate() -> Response:
+    """The bearer's own candidate details, the phone masked."""
+    return ok(_candidate_record(services.own_candidate(_wechat_only())))
 
 
 @bp.patch("/candidate")

@@ -26,6 +26,7 @@ from berater.chat.replies import fit_text
 from berater.db import db
 from berater.extensions import qna
 from berater.models import SourceStudent, Student
+from berater.pages import links
 
 Handler = Callable[[Message], str | None]
 RouteKey = tuple[str, str | None] | tuple[str, str, str]
@@ -70,7 +71,7 @@ def default_reply(message: Message) -> str | None:
 
 
 def _answer_link(question: str) -> str:
-    base = _setting("WECHAT_ANSWER_URL")
+    base = links.answer_url()
     if not base:
         return ""
     joiner = "&" if "?" in base else "?"
@@ -82,7 +83,7 @@ def answer(question: str) -> str:
     question = question.strip()[:MAX_QUESTION]
     found = qna.answer(question) if question else None
     if not found:
-        return fit_text(_setting("WECHAT_QNA_NOT_READY"), _setting("WECHAT_ANSWER_URL"))
+        return fit_text(_setting("WECHAT_QNA_NOT_READY"), links.answer_url())
     return fit_text(found, _answer_link(question))
 
 
@@ -107,7 +108,7 @@ def student_number(message: Message) -> str | None:
     student = db.session.get(Student, message.sender)
     source = db.session.get(SourceStudent, student.id_card) if student else None
     if source is None:
-        return f"你还没有绑定学生身份，请先绑定：{_setting('WECHAT_BIND_URL')}"
+        return f"你还没有绑定学生身份，请先绑定：{links.bind_url()}"
     return f"学号: {source.stuid or '尚未分配'}"
 
 

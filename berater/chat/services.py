@@ -34,6 +34,7 @@ from berater.chat.replies import SUCCESS, encrypted_envelope, fit_text, text_rep
 from berater.chat.routes import Handler, route_for
 from berater.errors import BadRequest, Forbidden
 from berater.extensions import store, tasks
+from berater.pages import links
 
 log = logging.getLogger("berater.chat")
 
@@ -194,7 +195,7 @@ def _reply(handler: Handler, message: Message) -> str:
     text = handler(message)
     # Cut here with the answers page as the link; Q&A answers come already cut, with a link
     # to their own question.
-    text = fit_text(text, current_app.config.get("WECHAT_ANSWER_URL") or "") if text else ""
+    text = fit_text(text, links.answer_url()) if text else ""
     log.info("chat %s/%s answered", message.msg_type, message.event or "-")
     return text_reply(message.sender, message.account, text) if text else SUCCESS
 

@@ -2,47 +2,84 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, redirect, render_template, request
+from flask import current_app, redirect, render_template, request
+from werkzeug.wrappers import Response
 
 from berater.db import transaction
-from berater.errors import ApiError, BadRequest, NotFound
+from berater.errors import ApiError, BadRequest, NotFound, Unauthorized
 from berater.extensions import wechat
 from berater.identity import services as tokens
 from berater.signin import bp, services
 from berater.urls import external_url
 
+HINTS = {
+    400: "这个登录链接无法使用。请从公众号菜单重新进入。",
+    401: "微信登录没有成功（登录码无效或已经用过）。请从公众号菜单重新进入。",
+    404: "页面不存在。",
+    429: "操作太频繁，请稍后再试。",
+    502: "微信暂时没有响应，请稍后再试。",
+    503: "服务暂时不可用，请稍后再试。",
+}
+
 
 @bp.errorhandler(ApiError)
 def show_error(exc: ApiError) -> tuple[str, int]:
-    return render_template("signin/error.html", message=exc.message, status=exc.status), exc.status
+    hint = getattr(exc, "hint", None) or HINTS.get(exc.status, "出错了，请稍后再试。")
+    page = render_template("signin/error.html", message=exc.message, status=exc.status, hint=hint)
+    return page, exc.status
+
+
+def _to_wechat(state: str) -> Response:
+    return redirect(wechat.authorize_url(external_url("signin.callback"), state))
 
 
 @bp.get("/signin")
 def start() -> Response:
     """Send the browser to WeChat's authorize page, with a state bound to this browser."""
     state = services.begin(request.args.get("next", ""))
-    callback = external_url("signin.callback")
-    return redirect(wechat.authorize_url(callback, state))
+    services.forget()
+    return _to_wechat(state)
 
 
 @bp.get("/signin/callback")
 def callback() -> Response | str:
-    """WeChat came back with a code: mint a token and land in the partner app."""
-    target = services.finish(request.args.get("state", ""))
+    """WeChat came back with a code: mint a token and land in the partner app (or, for a
+    landing by type without its binding, on the registration page first)."""
+    try:
+        landing = services.finish_landing(request.args.get("state", ""))
+    except services.StaleSignIn:
+        again = services.restart()  # a refreshed callback of a landing by type
+        if again is None:
+            raise
+        return _to_wechat(again)
     code = request.args.get("code", "")
     if not code or len(code) > 128:
         raise BadRequest("WeChat did not send a sign-in code")
-    with transaction():
-        result = tokens.sign_in(code, None, None)
-    if target:
-        return redirect(services.landing_url(target, result["token"]))
+    try:
+        with transaction():
+            result = tokens.sign_in(code, None, None)
+    except Unauthorized:
+        again = services.restart() if landing.kind else None  # a code used twice
+        if again is None:
+            raise
+        return _to_wechat(again)
+    if landing.kind:
+        services.remember(landing)
+        return redirect(services.after_sign_in(landing, result))
+    if landing.target:
+        return redirect(services.landing_url(landing.target, result["token"]))
     return render_template("signin/done.html", result=result)
 
 
 @bp.get("/")
-def index() -> str:
-    """A start page: in development, links to click through the whole flow."""
-    return render_template("index.html", dev=current_app.config["ENABLE_TEST_TOKEN"])
+def index() -> Response | str:
+    """The landing by type (`?type=student|candidate&url=<target>`), the original's menu
+    address; without them a start page (in development, links through every flow)."""
+    if "type" in request.args or "url" in request.args:
+        kind = services.check_kind(request.args.get("type", ""))
+        return _to_wechat(services.begin_landing(request.args.get("url", ""), kind))
+    dev = current_app.config["ENABLE_TEST_TOKEN"]
+    return render_template("index.html", dev=dev)
 
 
 @bp.get("/demo/app")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import html
 import re
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, render_template, request
 from spectree import Response as Resp
 
+from berater.ext.sms import CONSOLE_KEEP
 from berater.extensions import sms, spec
 from berater.http import BEARER, Envelope, errors, json_body, ok
 from berater.identifiers import mask_phone
@@ -90,22 +90,19 @@ def console_codes() -> Response:
     entries = sms.last_codes()
     if request.args.get("format") == "json":
         return ok({"backend": current_app.config["SMS_BACKEND"], "messages": entries})
-    rows = "".join(
-        "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>".format(
-            html.escape(str(entry.get("phone", ""))),
-            html.escape(str(entry.get("code", ""))),
-            html.escape(time.strftime("%H:%M:%S", time.localtime(entry.get("sent_at", 0)))),
-        )
+    shown = [
+        {
+            "phone": entry.get("phone", ""),
+            "code": entry.get("code", ""),
+            "sent": time.strftime("%H:%M:%S", time.localtime(entry.get("sent_at", 0))),
+        }
         for entry in entries
-    )
-    backend = html.escape(current_app.config["SMS_BACKEND"])
-    note = "" if backend == "console" else f"<p>SMS_BACKEND is {backend}: nothing is kept here.</p>"
-    page = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        "<title>SMS codes (development)</title></head><body>"
-        "<h1>SMS codes sent by the console backend</h1>"
-        f"{note}<table><tr><th>phone</th><th>code</th><th>sent</th></tr>{rows}</table>"
-        "</body></html>"
+    ]
+    page = render_template(
+        "sms/console.html",
+        entries=shown,
+        backend=current_app.config["SMS_BACKEND"],
+        keep=CONSOLE_KEEP,
     )
     response = Response(page, 200, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"

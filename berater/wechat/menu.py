@@ -4,13 +4,14 @@ A definition is WeChat's own menu JSON (`{"button": [...]}`) plus one type of ou
 
     {"type": "oauth", "name": "新生报到", "target": "student", "url": "https://nova.example.edu.cn/app"}
 
-An `oauth` entry becomes a `view` button on this service's sign-in landing,
-`<SERVICE_BASE_URL>/signin?next=<url>`. The landing, not the menu, builds WeChat's authorize
-URL (appid, redirect to /signin/callback, snsapi_base) with a fresh state bound to the
-browser's session: a menu URL is the same for everyone, so a state baked into it could not
+An `oauth` entry becomes a `view` button on this service's landing by type,
+`<SERVICE_BASE_URL>/?type=<target>&url=<url>`. The landing, not the menu, builds WeChat's
+authorize URL (appid, redirect to /signin/callback, snsapi_base) with a fresh state bound to
+the browser's session: a menu URL is the same for everyone, so a state baked into it could not
 protect the callback (SECURITY.md: OAuth state bound to the browser session). `target`
-(student or candidate) says whom the entry is for; it is checked here and not sent, since
-which role a person holds is decided by their binding, never by the menu item they tapped.
+(student or candidate) is the binding the entry asks for: a person without it registers
+first (berater/pages), then lands on `url`. It decides which registration page is shown, never
+which roles a token carries; those come from the person's binding.
 
 Everything is checked before any call to WeChat, and every problem is reported at once,
 each naming the button by its path (`button[1].sub_button[2] "分数线"`).
@@ -215,13 +216,14 @@ def _check_oauth(problems: list[str], label: str, button: Mapping[str, Any]) -> 
     if not _is_web_url(base):
         problems.append(f"{label}: set SERVICE_BASE_URL (this service's public URL) first")
         return
-    _check_url(problems, f"{label} (its sign-in URL)", signin_url(button["url"]))
+    _check_url(problems, f"{label} (its sign-in URL)", signin_url(button["url"], button["target"]))
 
 
-def signin_url(next_url: str) -> str:
-    """This service's sign-in landing for a menu entry, landing on `next_url` afterwards."""
+def signin_url(next_url: str, target: str) -> str:
+    """This service's landing by type for a menu entry: a sign-in that asks for the binding
+    `target` names, then lands on `next_url`."""
     base = str(current_app.config["SERVICE_BASE_URL"]).rstrip("/")
-    return f"{base}/signin?{urlencode({'next': next_url})}"
+    return f"{base}/?{urlencode({'type': target, 'url': next_url})}"
 
 
 def build(definition: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,7 +237,8 @@ def build(definition: Mapping[str, Any]) -> dict[str, Any]:
         if "sub_button" in clean:
             return {"name": clean["name"], "sub_button": [expand(s) for s in clean["sub_button"]]}
         if clean["type"] == "oauth":
-            return {"type": "view", "name": clean["name"], "url": signin_url(clean["url"])}
+            url = signin_url(clean["url"], clean["target"])
+            return {"type": "view", "name": clean["name"], "url": url}
         return clean
 
     return {"button": [expand(b) for b in definition["button"]]}

@@ -196,8 +196,50 @@ def test_bad_candidate_fields_are_refused_and_nothing_is_written(
     response = client.post("/api/candidate", json={**CANDIDATE, **change}, headers=bearer(token))
     assert response.status_code == 400
     assert field in response.get_json()["error"]
+    # Named in the fields, so a page can show the error beside its field.
+    named = {f["field"].split(".")[0] for f in response.get_json()["data"]["fields"]}
+    assert named == {field}
     with app.app_context():
         assert db.session.get(Candidate, "o_cand") is None
+
+
+@pytest.mark.parametrize(
+    ("province", "stored"),
+    [("香港特别行政区", "香港"), ("澳门", "澳门"), ("台湾省", "台湾"), ("内蒙古自治区", "内蒙古"),
+     ("北京市", "北京"), ("新疆", "新疆")],
+)  # fmt: skip
+def test_each_of_the_34_provincial_divisions_is_a_province(verify_phone, client, province, stored):
+    from berater.binding.services import PROVINCES
+
+    assert len(PROVINCES) == len(set(PROVINCES)) == 34
+    token = token_for(client, "o_cand")
+    verify_phone(client, token, PHONE)
+    response = client.post(
+        "/api/candidate", json={**CANDIDATE, "province": province}, headers=bearer(token)
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"]["record"]["province"] == stored
+
+
+def test_a_candidate_reads_their_own_details_with_the_phone_masked(verify_phone, client):
+    token = token_for(client, "o_cand")
+    assert client.get("/api/candidate", headers=bearer(token)).status_code == 403
+    verify_phone(client, token, PHONE)
+    client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
+
+    response = client.get("/api/candidate", headers=bearer(token))
+
+    assert response.status_code == 200
+    assert response.get_json()["data"] == {
+        "name": "李四",
+        "province": "江苏",
+        "city": "南京",
+        "score": 612.5,
+        "subject": "物理类",
+        "phone": "138****8000",
+    }
+    nobody = token_for(client, "o_other")
+    assert client.get("/api/candidate", headers=bearer(nobody)).status_code == 403
 
 
 def test_a_candidate_updates_details_and_changes_phone_only_when_verified(
@@ -215,6 +257,8 @@ def test_a_candidate_updates_details_and_changes_phone_only_when_verified(
         "/api/candidate", json={"phone": "13900139000"}, headers=bearer(token)
     )
     assert unverified.status_code == 400
+    [named] = unverified.get_json()["data"]["fields"]
+    assert (named["field"], named["type"]) == ("phone", "not_verified")
     verify_phone(client, token, "13900139000")
     moved = client.patch("/api/candidate", json={"phone": "139 0013 9000"}, headers=bearer(token))
     assert moved.status_code == 200
@@ -248,16 +292,26 @@ def test_a_student_binds_with_id_card_and_either_number(verify_phone, client, so
 
 
 @pytest.mark.parametrize(
-    "id_card",
-    ["123", "11010519491231002", "110105194912310021", "11010519491331002X", "1101051949123100２X"],
+    ("id_card", "rule"),
+    [
+        ("123", "string_too_short"),
+        ("11010519491231002", "string_too_short"),
+        ("110105194912310021", "check"),
+        ("11010519491331002X", "birth_date"),
+        ("1101051949123100２X", "format"),
+        ("010105194912310021", "format"),
+    ],
 )
-def test_an_invalid_id_card_is_a_400_before_any_lookup(verify_phone, client, source, id_card):
+def test_an_invalid_id_card_is_a_400_before_any_lookup(verify_phone, client, source, id_card, rule):
     token = token_for(client, "o_stu")
     verify_phone(client, token, PHONE)
     response = client.post(
         "/api/student", json={"id_card": id_card, "id": "202600042"}, headers=bearer(token)
     )
     assert response.status_code == 400
+    # The field and the rule it breaks, for a page to say beside the field.
+    [named] = response.get_json()["data"]["fields"]
+    assert (named["field"], named["type"]) == ("id_card", rule)
 
 
 def test_a_wrong_number_looks_like_an_unknown_card(verify_phone, client, source):

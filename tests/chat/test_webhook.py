@@ -589,6 +589,18 @@ def test_the_student_number_item_links_others_to_binding(make_app):
     assert "https://berater.test/bind" in reply_fields(response)["Content"]
 
 
+def test_by_default_the_student_number_item_links_to_the_landing_by_type(make_app):
+    client = make_app().test_client()  # SERVICE_BASE_URL http://localhost
+    response = post(client, event_xml("CLICK", sender="o_stranger", EventKey="STUID"))
+    assert reply_fields(response)["Content"].endswith("：http://localhost/?type=student")
+
+
+def test_by_default_a_cut_reply_links_to_the_qna_page(make_app):
+    client = make_app(WECHAT_WELCOME_TEXT="中" * 1000).test_client()
+    content = reply_fields(post(client, event_xml("subscribe")))["Content"]
+    assert content.endswith("…\nhttp://localhost/qna")
+
+
 def test_the_student_number_key_comes_from_settings(make_app):
     client = make_app(WECHAT_STUID_KEY="MY_NUMBER").test_client()
     response = post(client, event_xml("CLICK", sender="o_stranger", EventKey="MY_NUMBER"))

@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
+from berater.db import db
 from berater.wechat import menu as menus
 from standins.wechat import RunningWeChat
+from tests import factories
 
 pytestmark = pytest.mark.backends
 
@@ -159,14 +161,15 @@ def test_unreadable_definition_is_a_clear_error(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- oauth entries
 
 
-def test_oauth_entry_becomes_a_view_button_on_the_sign_in_landing(menu_ctx: Flask) -> None:
-    built = menus.build(one(oauth(), click()))
-    entry = built["button"][0]["sub_button"][0]
-    assert entry == {
+def test_oauth_entry_becomes_a_view_button_on_the_landing_by_type(menu_ctx: Flask) -> None:
+    built = menus.build(one(oauth(), oauth("考生登记", "candidate", "/qna"), click()))
+    student, candidate = built["button"][0]["sub_button"][:2]
+    assert student == {
         "type": "view",
         "name": "新生报到",
-        "url": f"{BASE}/signin?next=https%3A%2F%2Fpartner.test%2Fapp",
+        "url": f"{BASE}/?type=student&url=https%3A%2F%2Fpartner.test%2Fapp",
     }
+    assert candidate["url"] == f"{BASE}/?type=candidate&url=%2Fqna"
 
 
 def test_menu_entry_signs_in_with_a_fresh_state_and_lands_in_the_app(
@@ -185,6 +188,9 @@ def test_menu_entry_signs_in_with_a_fresh_state_and_lands_in_the_app(
     assert query["scope"] == "snsapi_base"
     assert query["redirect_uri"] == f"{BASE}/signin/callback"
     assert len(query["state"]) >= 32
+    with menu_app.app_context():
+        factories.student("o_menu_student")
+        db.session.commit()
     code = wechat.fake.issue_code("o_menu_student")
     landing = browser.get(f"{BASE}/signin/callback?code={code}&state={query['state']}")
     assert landing.status_code == 302
@@ -198,6 +204,24 @@ def test_menu_entry_signs_in_with_a_fresh_state_and_lands_in_the_app(
     )
 
 
+def test_a_menu_entry_sends_a_person_without_the_binding_to_register_first(
+    menu_app: Flask, wechat: RunningWeChat
+) -> None:
+    with menu_app.app_context():
+        url = menus.build(one(oauth("考生登记", "candidate")))["button"][0]["sub_button"][0]["url"]
+    browser = menu_app.test_client()
+    state = parse_qs(urlsplit(browser.get(url).headers["Location"]).query)["state"][0]
+    code = wechat.fake.issue_code("o_menu_newcomer")
+
+    landing = browser.get(f"{BASE}/signin/callback?code={code}&state={state}")
+
+    assert landing.status_code == 302
+    location = urlsplit(landing.headers["Location"])
+    assert location.path == "/register/candidate"
+    assert parse_qs(location.query) == {"next": ["https://partner.test/app"]}
+    assert location.fragment.startswith("token=")
+
+
 # --------------------------------------------------------------------------- against WeChat
 
 
@@ -208,7 +232,7 @@ def test_create_show_delete_against_wechat(
     assert menus.run("create", path) == 0
     assert json.loads(capsys.readouterr().out) == {"errcode": 0, "errmsg": "ok"}
     assert wechat.fake.menu is not None
-    assert wechat.fake.menu["button"][0]["sub_button"][0]["url"].startswith(f"{BASE}/signin?")
+    assert wechat.fake.menu["button"][0]["sub_button"][0]["url"].startswith(f"{BASE}/?type=")
 
     assert menus.run("show") == 0
     shown = json.loads(capsys.readouterr().out)
