@@ -617,3 +617,18 @@ def test_container_refuses_to_start_without_its_settings_before_waiting(
     assert "entrypoint: production needs" in result.stderr and "SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
     assert calls(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        ("mysql+pymysql://berater:pw@mariadb:3306/berater?charset=utf8mb4", "mariadb:3306"),
+        ("mysql+pymysql://berater:pw@db.internal/berater", "db.internal:3306"),
+        ("mysql+pymysql://berater:p%40ss@[::1]:3307/berater", "[::1]:3307"),
+        ("mysql+pymysql://berater:pw@/berater?unix_socket=/run/mysqld/mysqld.sock", ""),
+        ("sqlite:////app/instance/berater.sqlite3", ""),
+        ("", ""),
+    ],
+)
+def test_the_entrypoint_waits_for_the_server_in_database_url(url: str, server: str) -> None:
+    assert database_server({"DATABASE_URL": url}) == server
