@@ -53,7 +53,8 @@ COPY berater/ ./berater/
 COPY migrations/ ./migrations/
 COPY data/ ./data/
 COPY run.py menu.py gunicorn.conf.py supervisord.conf wait-for-it.sh ./
-RUN chmod 0755 wait-for-it.sh \
+COPY deploy/entrypoint.sh ./deploy/
+RUN chmod 0755 wait-for-it.sh deploy/entrypoint.sh \
     && install -d -o berater -g berater -m 0750 /app/instance
 
 USER 10001:10001
@@ -65,8 +66,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.parse as p, urllib.request as r; host = p.urlsplit(os.environ['SERVICE_BASE_URL']).netloc; r.urlopen(r.Request('http://127.0.0.1:8000/api/ping', headers={'Host': host}), timeout=4)"]
 
-# Wait for the database, apply migrations, build the Q&A index unless it is there (a few
-# seconds; `flask --app run qna build` rebuilds it), then supervisord (and gunicorn under it) replaces
-# the shell as PID 1, so `docker stop` reaches it. Another command given to `docker compose
-# run berater ...` (for instance `flask --app run user list`) replaces all of this.
-CMD ["sh", "-c", "exec ./wait-for-it.sh \"${DB_HOST:?DB_HOST is not set}:${DB_PORT:-3306}\" -t 60 -- sh -c 'flask --app run db upgrade && flask --app run qna build --if-missing && exec supervisord -c /app/supervisord.conf'"]
+# deploy/entrypoint.sh: wait for DATABASE_URL's server, apply migrations, build the Q&A index
+# unless it is there, then supervisord (and gunicorn under it) replaces the shell as PID 1, so
+# `docker stop` reaches it. Another command given to `docker compose run berater ...` (for
+# instance `flask --app run user list`) replaces all of this.
+CMD ["/app/deploy/entrypoint.sh"]

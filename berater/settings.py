@@ -489,6 +489,29 @@ def trusted_hosts(settings: Mapping[str, Any]) -> list[str] | None:
     return [base, *(name for name in settings.get("EXTRA_HOSTS") or () if name != base)]
 
 
+DEFAULT_DB_PORTS = {"mysql": 3306, "mariadb": 3306, "postgresql": 5432}
+
+
+def database_server(settings: Mapping[str, Any]) -> str:
+    """`host:port` of DATABASE_URL's server, for the container to wait for
+    (deploy/entrypoint.sh); "" when there is none to wait for: SQLite (the default, a file)
+    or a server reached through a unix socket."""
+    from sqlalchemy.engine import make_url
+
+    url = str(settings.get("DATABASE_URL") or "")
+    if not url:
+        return ""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" or not parsed.host:
+        return ""
+    port = parsed.port or DEFAULT_DB_PORTS.get(backend)
+    if port is None:
+        raise ConfigError(f"DATABASE_URL names no port, and {backend} has no default one")
+    name = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{name}:{port}"
+
+
 def check_production(settings: Mapping[str, Any]) -> None:
     """Refuse to run production on a missing, empty, short or development secret."""
     missing = [row.name for row in SETTINGS if row.required and not _values(settings.get(row.name))]

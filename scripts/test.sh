@@ -2,8 +2,9 @@
 # The one command that sets up and runs every check on a fresh Debian machine:
 #   bash scripts/test.sh [extra pytest args]
 # 1. installs missing Debian packages, 2. creates .venv and installs the requirements,
-# 3. ruff lint + format check and mypy, 4. pytest on SQLite + embedded store, then the `backends`
-# tests against throwaway MariaDB and Redis servers (see tests/servers.py).
+# 3. ruff lint + format check and mypy, 4. pytest on SQLite + embedded store (the whole-stack
+# test included: MariaDB, Redis, supervisord, gunicorn and nginx on loopback), then the
+# `backends` tests against throwaway MariaDB and Redis servers (see tests/servers.py).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +25,10 @@ have mariadbd || missing+=(mariadb-server)
 have mariadb-install-db || missing+=(mariadb-server)
 have mariadb-admin || missing+=(mariadb-client)
 have redis-server || missing+=(redis-server)
+# The whole-stack test (tests/test_stack.py) runs Debian's nginx and supervisor as this user,
+# in temporary folders; the system services are never used.
+have nginx || missing+=(nginx)
+have supervisord || missing+=(supervisor)
 have chromium || missing+=(chromium fonts-liberation)
 # Pages are in Chinese: without a CJK font the browser tests' screenshots show boxes.
 fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-noto-cjk)

@@ -1,17 +1,20 @@
-"""Throwaway MariaDB and Redis servers for the test suite.
+"""Throwaway MariaDB, Redis and nginx servers for the test suite.
 
 Each server lives in its own temporary directory, listens on 127.0.0.1 on a free port and is
 stopped by ``Server.stop()`` (or, as a safety net, at interpreter exit). No system service, no
-system config file (``--no-defaults``) and no network beyond loopback are used.
+system config file (``--no-defaults``; nginx gets a main file of its own) and no network
+beyond loopback are used.
 
     db = start_mariadb(tmp_path / "db")      # db.url, db.admin_url, db.port
     store = start_redis(tmp_path / "redis")  # store.url, store.pause(), store.resume()
+    proxy = start_nginx(tmp_path / "nginx", site, port)  # proxy.reload(site), proxy.access_log
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import getpass
 import os
 import secrets
 import shutil
@@ -21,6 +24,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 START_TIMEOUT = 30.0
 _RUNNING: set[Server] = set()
@@ -285,6 +290,90 @@ def start_redis(base_dir: Path) -> RedisServer:
     argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly"]
     argv += ["no", "--dir", str(base_dir), "--daemonize", "no", "--logfile", ""]
     server = RedisServer(base_dir, argv, port, f"redis://127.0.0.1:{port}/0")
+    server.start()
+    return server
+
+
+class NginxServer(Server):
+    """Debian's nginx in the foreground, with its own prefix, pid file, logs and temporary
+    folders under ``base_dir`` and the image's main file (``NGINX_MAIN``) around ``site``."""
+
+    name = "nginx"
+
+    def __init__(self, base_dir: Path, argv: list[str], port: int, site_path: Path) -> None:
+        super().__init__(base_dir, argv, port, f"http://127.0.0.1:{port}")
+        self.site_path = site_path
+        self.error_log = base_dir / "error.log"
+        self.default_access_log = base_dir / "http-access.log"
+
+    def _ping(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+            pass
+
+    def check(self) -> None:
+        """`nginx -t` on the files as they are now (raises RuntimeError with its output)."""
+        result = subprocess.run(
+            [*self.argv, "-t"], capture_output=True, text=True, timeout=30, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"nginx -t failed:\n{result.stderr}")
+
+    def reload(self, site: str) -> None:
+        """Write a new site, check it, and reload as `nginx -s reload` does (SIGHUP): returns
+        once a worker started on the new configuration."""
+        assert self.proc is not None
+        self.site_path.write_text(site)
+        self.check()
+        master = psutil.Process(self.proc.pid)
+        before = {child.pid for child in master.children()}
+        os.kill(self.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not {child.pid for child in master.children()} - before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not reload:\n{_log_tail(self.error_log)}")
+            time.sleep(0.05)
+
+
+NGINX_MAIN = """\
+# What the nginx image's nginx.conf sets around conf.d/*.conf, with this folder's paths.
+{user}worker_processes 1;
+daemon off;
+pid {base}/nginx.pid;
+error_log {base}/error.log notice;
+events {{
+    worker_connections 256;
+}}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    client_body_temp_path {base}/temp/body;
+    proxy_temp_path {base}/temp/proxy;
+    fastcgi_temp_path {base}/temp/fastcgi;
+    uwsgi_temp_path {base}/temp/uwsgi;
+    scgi_temp_path {base}/temp/scgi;
+    access_log {base}/http-access.log;
+    sendfile on;
+    keepalive_timeout 65;
+    include {site};
+}}
+"""
+
+
+def start_nginx(base_dir: Path, site: str, port: int) -> NginxServer:
+    """Start nginx with `site` (an http-level file, as conf.d/ holds) as the current user;
+    `port` is one it listens on, probed to know it is up."""
+    binary = _find_binary(["nginx"], "nginx")
+    base_dir = Path(base_dir).resolve()
+    (base_dir / "temp").mkdir(parents=True, exist_ok=True)
+    site_path = base_dir / "site.conf"
+    site_path.write_text(site)
+    # As root, nginx would run its workers as `nobody`, who cannot read the test's folders.
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    main = base_dir / "nginx.conf"
+    main.write_text(NGINX_MAIN.format(user=user, base=base_dir, site=site_path))
+    argv = [binary, "-p", f"{base_dir}/", "-c", str(main), "-e", str(base_dir / "error.log")]
+    server = NginxServer(base_dir, argv, port, site_path)
+    server.check()
     server.start()
     return server
 

@@ -1,6 +1,8 @@
-"""The deployment files: .env.example, docker-compose.yaml, Dockerfile, supervisord.conf and
-wait-for-it.sh. No Docker engine here, so each file is parsed, cross-checked against the
-others and the app, and the scripts are run for real on loopback."""
+"""The deployment files: .env.example, docker-compose.yaml, Dockerfile, supervisord.conf,
+wait-for-it.sh and deploy/entrypoint.sh. No Docker engine here, so each file is parsed,
+cross-checked against the others and the app, and the scripts are run for real on loopback
+(tests/test_stack.py runs them all together; tests/test_compose.py checks compose against its
+specification)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,15 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from berater.ext.crypto import new_key
-from berater.settings import ENV_KEYS, SETTINGS, ConfigError, default, load_config, setting
+from berater.settings import (
+    ENV_KEYS,
+    SETTINGS,
+    ConfigError,
+    database_server,
+    default,
+    load_config,
+    setting,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -40,6 +50,8 @@ COMPOSE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 SUPERVISORD = ROOT / "supervisord.conf"
 WAIT_FOR_IT = ROOT / "wait-for-it.sh"
+ENTRYPOINT = ROOT / "deploy" / "entrypoint.sh"
+NGINX_SITE = ROOT / "deploy" / "nginx" / "berater.conf"
 
 SECRETS = {row.name for row in SETTINGS if row.required} | {"APP_TOKENS", "WECHAT_AES_KEY"}
 SECRETS |= {"MARIADB_PASSWORD", "MARIADB_ROOT_PASSWORD"}
@@ -200,12 +212,36 @@ def test_env_example_starts_production_once_the_blanks_are_filled() -> None:
 # --- docker-compose.yaml ---
 
 
-def test_compose_publishes_only_the_app_and_only_on_loopback() -> None:
+def test_compose_publishes_only_nginx() -> None:
     services = compose()["services"]
-    assert set(services) == {"mariadb", "redis", "berater"}
-    assert "ports" not in services["mariadb"]
-    assert "ports" not in services["redis"]
-    assert services["berater"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert set(services) == {"mariadb", "redis", "berater", "nginx"}
+    for name in ("mariadb", "redis", "berater"):
+        assert "ports" not in services[name], name
+    assert services["nginx"]["ports"] == ["80:80", "443:443"]
+    assert services["nginx"]["depends_on"] == {"berater": {"condition": "service_healthy"}}
+
+
+def test_nginx_gets_the_site_and_the_folders_it_names() -> None:
+    """compose mounts the site where the image's nginx.conf includes it, read-only, and the
+    certificate and verification folders where the site looks for them."""
+    mounts = {}
+    for volume in compose()["services"]["nginx"]["volumes"]:
+        source, target, mode = volume.split(":")
+        assert mode == "ro", volume
+        mounts[target] = ROOT / source
+    assert mounts["/etc/nginx/conf.d/default.conf"] == NGINX_SITE
+    site = NGINX_SITE.read_text()
+    for target, folder in mounts.items():
+        if target.startswith("/etc/nginx/conf.d/"):
+            continue
+        assert folder.is_dir() and (folder / "README.md").is_file(), folder
+        assert re.search(rf"\s{re.escape(target)}[/;]", site), f"the site never reads {target}"
+    assert re.search(r"ssl_certificate /etc/nginx/certs/fullchain\.pem;", site)
+    assert re.search(r"ssl_certificate_key /etc/nginx/certs/privkey\.pem;", site)
+    # What is mounted there is per installation: never committed, never in the image.
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "/deploy/certs/*" in ignored and "/deploy/wechat-verify/*" in ignored
+    assert "deploy/certs" in (ROOT / ".dockerignore").read_text().split()
 
 
 def test_app_starts_after_mariadb_and_redis_are_healthy() -> None:
@@ -243,14 +279,15 @@ def test_compose_requires_the_database_passwords() -> None:
 def test_app_environment_points_at_the_compose_services() -> None:
     services = compose()["services"]
     environment = services["berater"]["environment"]
-    entry_vars = set(re.findall(r"\$\{?([A-Z_]+)", final_stage("CMD")[-1]))
     for key in environment:
-        assert key in ENV_KEYS or key in entry_vars, key
+        assert key in ENV_KEYS, f"{key} is not a setting (berater/settings.py)"
     fake = {"MARIADB_USER": "berater", "MARIADB_PASSWORD": "pw", "MARIADB_DATABASE": "berater"}
-    url = make_url(COMPOSE_VAR.sub(lambda m: fake[m[1]], environment["DATABASE_URL"]))
+    database_url = COMPOSE_VAR.sub(lambda m: fake[m[1]], environment["DATABASE_URL"])
+    url = make_url(database_url)
     assert url.drivername == "mysql+pymysql"
-    assert url.host == environment["DB_HOST"] == "mariadb"
-    assert url.port == int(environment["DB_PORT"])
+    assert url.host == "mariadb" and url.port == 3306
+    # What the entrypoint waits for before the migrations.
+    assert database_server({"DATABASE_URL": database_url}) == "mariadb:3306"
     assert (url.username, url.password, url.database) == ("berater", "pw", "berater")
     assert url.query["charset"] == "utf8mb4"
     redis_url = make_url(environment["REDIS_URL"])
@@ -382,7 +419,14 @@ def test_dockerfile_copies_files_that_exist() -> None:
                 if not any(ch in source for ch in "*?["):  # a pattern may match nothing
                     assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
     copied = copied_files()
-    for needed in ("berater", "migrations", "data", "run.py", "wait-for-it.sh"):
+    for needed in (
+        "berater",
+        "migrations",
+        "data",
+        "run.py",
+        "wait-for-it.sh",
+        "deploy/entrypoint.sh",
+    ):
         assert copied.get(needed) == f"/app/{needed}", f"the image lacks /app/{needed}"
 
 
@@ -419,7 +463,7 @@ def test_dockerfile_listens_where_compose_publishes() -> None:
     port = env["GUNICORN_BIND"].rsplit(":", 1)[1]
     assert env["GUNICORN_BIND"].startswith("0.0.0.0:")
     assert final_stage("EXPOSE") == [port]
-    assert compose()["services"]["berater"]["ports"][0].endswith(f":{port}")
+    assert re.search(rf"^\s*server berater:{port}\b", NGINX_SITE.read_text(), re.MULTILINE)
     assert f"127.0.0.1:{port}/api/ping" in final_stage("HEALTHCHECK")[-1]
 
 
@@ -483,21 +527,28 @@ def test_healthcheck_fails_when_the_app_is_down_or_unwell() -> None:
 
 @pytest.fixture
 def entry_sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """The image's working directory with stand-in `flask` and `supervisord` that log calls."""
+    """The image's /app with stand-in `flask` and `supervisord` that log their calls; the
+    entrypoint's own `python` is the real one, reading the settings."""
     shutil.copy2(WAIT_FOR_IT, tmp_path / "wait-for-it.sh")
+    (tmp_path / "deploy").mkdir()
+    shutil.copy2(ENTRYPOINT, tmp_path / "deploy" / "entrypoint.sh")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("flask", "supervisord"):
         script = bin_dir / name
         script.write_text(f'#!/bin/sh\necho "{name} $*" >> "$CALLS"\nexit "${{RC_{name}:-0}}"\n')
         script.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", CALLS=str(tmp_path / "calls"))
+    path = f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env |= {key: "" for key in ENV_KEYS}  # a developer's .env stays out
+    env |= {"PATH": path, "CALLS": str(tmp_path / "calls"), "PYTHONPATH": str(ROOT)}
+    env |= {"BERATER_ENV": "testing"}
     return tmp_path, env
 
 
 def run_cmd(sandbox: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = json.loads(final_stage("CMD")[-1])
-    return subprocess.run(command, cwd=sandbox, env=env, capture_output=True, text=True, timeout=20)
+    command = [arg.replace("/app/", f"{sandbox}/") for arg in json.loads(final_stage("CMD")[-1])]
+    return subprocess.run(command, cwd="/", env=env, capture_output=True, text=True, timeout=30)
 
 
 def calls(sandbox: Path) -> list[str]:
@@ -505,14 +556,24 @@ def calls(sandbox: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def test_the_image_starts_with_the_entrypoint() -> None:
+    assert json.loads(final_stage("CMD")[-1]) == [copied_files()["deploy/entrypoint.sh"]]
+    assert os.access(ENTRYPOINT, os.X_OK)
+    assert subprocess.run(["sh", "-n", str(ENTRYPOINT)], check=False).returncode == 0
+    if shutil.which("shellcheck"):
+        check = subprocess.run(["shellcheck", str(ENTRYPOINT)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+
+
 def test_container_waits_for_the_database_then_migrates_then_starts_supervisord(
     entry_sandbox: tuple[Path, dict[str, str]], listening_port: int
 ) -> None:
     sandbox, env = entry_sandbox
-    env |= {"DB_HOST": "127.0.0.1", "DB_PORT": str(listening_port)}
+    env["DATABASE_URL"] = f"mysql+pymysql://berater:pw@127.0.0.1:{listening_port}/berater"
     result = run_cmd(sandbox, env)
     assert result.returncode == 0, result.stderr
-    conf = copied_files()["supervisord.conf"]
+    assert f"127.0.0.1:{listening_port} is available" in result.stderr
+    conf = copied_files()["supervisord.conf"].replace("/app/", f"{sandbox}/")
     assert calls(sandbox) == [
         "flask --app run db upgrade",
         "flask --app run qna build --if-missing",
@@ -520,22 +581,54 @@ def test_container_waits_for_the_database_then_migrates_then_starts_supervisord(
     ]
 
 
+def test_container_on_sqlite_has_no_server_to_wait_for(
+    entry_sandbox: tuple[Path, dict[str, str]],
+) -> None:
+    sandbox, env = entry_sandbox
+    result = run_cmd(sandbox, env)
+    assert result.returncode == 0, result.stderr
+    assert "wait-for-it" not in result.stderr
+    assert calls(sandbox)[0] == "flask --app run db upgrade"
+
+
 def test_container_does_not_start_when_migrations_fail(
     entry_sandbox: tuple[Path, dict[str, str]], listening_port: int
 ) -> None:
     sandbox, env = entry_sandbox
-    env |= {"DB_HOST": "127.0.0.1", "DB_PORT": str(listening_port), "RC_flask": "1"}
+    env["DATABASE_URL"] = f"mysql+pymysql://berater:pw@127.0.0.1:{listening_port}/berater"
+    env["RC_flask"] = "1"
     result = run_cmd(sandbox, env)
     assert result.returncode != 0
     assert calls(sandbox) == ["flask --app run db upgrade"]
 
 
-def test_container_refuses_to_start_without_db_host(
+def test_container_refuses_to_start_without_its_settings_before_waiting(
     entry_sandbox: tuple[Path, dict[str, str]],
 ) -> None:
+    """Production without its secrets: the settings are named at once, nothing is run, and
+    the database (which is not there) is not waited for."""
     sandbox, env = entry_sandbox
-    env.pop("DB_HOST", None)
+    env["BERATER_ENV"] = "production"
+    env["DATABASE_URL"] = f"mysql+pymysql://berater:pw@127.0.0.1:{closed_port()}/berater"
+    started = time.monotonic()
     result = run_cmd(sandbox, env)
     assert result.returncode != 0
-    assert "DB_HOST" in result.stderr
+    assert time.monotonic() - started < 10
+    assert "entrypoint: production needs" in result.stderr and "SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
     assert calls(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        ("mysql+pymysql://berater:pw@mariadb:3306/berater?charset=utf8mb4", "mariadb:3306"),
+        ("mysql+pymysql://berater:pw@db.internal/berater", "db.internal:3306"),
+        ("mysql+pymysql://berater:p%40ss@[::1]:3307/berater", "[::1]:3307"),
+        ("mysql+pymysql://berater:pw@/berater?unix_socket=/run/mysqld/mysqld.sock", ""),
+        ("sqlite:////app/instance/berater.sqlite3", ""),
+        ("", ""),
+    ],
+)
+def test_the_entrypoint_waits_for_the_server_in_database_url(url: str, server: str) -> None:
+    assert database_server({"DATABASE_URL": url}) == server
