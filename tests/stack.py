@@ -316,6 +316,17 @@ class Instance:
                 process.kill()
         self.proc.wait(timeout=10)
 
+    def logged(self, text: str, timeout: float = 3.0) -> bool:
+        """Whether `text` shows in the log within `timeout`: supervisord copies the
+        program's output to the file a moment after the answer has left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.log_path.exists() and text in self.log_path.read_text(errors="replace"):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
     def tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return "(no output)"
