@@ -5,10 +5,20 @@ through at the edge."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
-from flask import Flask, Request, Response, abort, jsonify, make_response, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    request,
+)
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +33,7 @@ from spectree.utils import (
 from werkzeug.exceptions import RequestEntityTooLarge
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BODY_AFTER_AUTH = "checks_body_after_auth"  # the mark of `checks_body_after_auth`
 MAX_JSON_DEPTH = 32
 VALID_BODIES = 1024  # answer bodies remembered as valid for their model (see Validation)
 VALID_BODY_BYTES = 2048  # larger bodies are validated every time
@@ -33,6 +44,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 APP: list[dict[str, list[str]]] = [{"app": []}]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Strict(BaseModel):
@@ -86,10 +98,33 @@ def ok(data: Any = None, status: int = 200) -> Response:
 
 
 def read_json_body() -> None:
-    """Parse a JSON body once, before any view: 415 for other media, 400 for bad JSON.
+    """The app's before-request hook: check the JSON body before any view, except for a
+    view that checks it itself after the token (see `checks_body_after_auth`).
+
+    A request without a body-carrying method (GET, HEAD, OPTIONS) costs one comparison.
+    """
+    if request.method not in JSON_METHODS:
+        return
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if getattr(view, BODY_AFTER_AUTH, False):
+        return
+    check_json_body()
+
+
+def checks_body_after_auth(view: F) -> F:
+    """Mark `view` as one that calls `check_json_body()` itself, once the caller is known, so
+    that a caller without a token gets 401 whatever the body (`token_required` does this).
+    The mark survives `functools.wraps`."""
+    setattr(view, BODY_AFTER_AUTH, True)
+    return view
+
+
+def check_json_body() -> None:
+    """Parse a JSON body once: 415 for other media, 400 for bad or deep JSON or anything but
+    an object, 413 past the size limit.
 
     The parsed value is cached by Flask, so `request.get_json()` and the validators reuse it.
-    A request without a body (GET, HEAD, OPTIONS, or an empty one) costs one comparison.
+    A request without a body (GET, HEAD, OPTIONS, or an empty one) costs little.
     """
     if request.method not in JSON_METHODS:
         return

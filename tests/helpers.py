@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -47,3 +49,26 @@ def in_thread(fn: Callable[[], T]) -> T:
     another worker thread, while this one holds its transaction open."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(fn).result(timeout=30)
+
+
+def post_chunked(base: str, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    """POST `body` in 4 KiB chunks, with no Content-Length."""
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=chunks(),
+            headers={"Content-Type": content_type},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()

@@ -5,35 +5,10 @@ Sent over real HTTP, so the server's own handling of `Transfer-Encoding: chunked
 
 from __future__ import annotations
 
-import http.client
 import json
-from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 from tests.chat.helpers import signed_query, url
-
-
-def post_chunked(base: str, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
-    """POST `body` in 4 KiB chunks, with no Content-Length."""
-    parts = urlsplit(base)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, len(body), 4096):
-            yield body[start : start + 4096]
-
-    try:
-        connection.request(
-            "POST",
-            path,
-            body=chunks(),
-            headers={"Content-Type": content_type},
-            encode_chunked=True,
-        )
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+from tests.helpers import post_chunked
 
 
 def test_a_chunked_json_body_over_the_limit_is_413(live_server: str, app) -> None:
