@@ -185,6 +185,24 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 
 
 @pytest.fixture
+def prod_app(make_app: Callable[..., Flask]) -> Flask:
+    """The app under production settings (with real-looking secrets)."""
+    from cryptography.fernet import Fernet
+
+    return make_app(
+        BERATER_ENV="production",
+        ENABLE_TEST_TOKEN=False,
+        SECRET_KEY="p" * 40,
+        CRYPTO_KEYS=[Fernet.generate_key().decode()],
+        WECHAT_APPID="wx_prod_appid_0001",
+        WECHAT_SECRET="s" * 32,
+        WECHAT_TOKEN="t" * 32,
+        APP_TOKENS={},
+        SERVICE_BASE_URL="https://localhost",  # the test client's host
+    )
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

@@ -326,24 +326,6 @@ def test_revocation_reaches_another_worker_within_the_sync_interval(make_app):
         time.sleep(0.02)
 
 
-@pytest.fixture
-def prod_app(make_app):
-    """The app under production settings (with real-looking secrets)."""
-    from cryptography.fernet import Fernet
-
-    return make_app(
-        BERATER_ENV="production",
-        ENABLE_TEST_TOKEN=False,
-        SECRET_KEY="p" * 40,
-        CRYPTO_KEYS=[Fernet.generate_key().decode()],
-        WECHAT_APPID="wx_prod_appid_0001",
-        WECHAT_SECRET="s" * 32,
-        WECHAT_TOKEN="t" * 32,
-        APP_TOKENS={},
-        SERVICE_BASE_URL="https://localhost",  # the test client's host
-    )
-
-
 def test_the_test_token_route_does_not_exist_in_production(prod_app):
     response = prod_app.test_client().post("/api/test/token/o_anyone")
     assert response.status_code == 404
