@@ -7,9 +7,9 @@ import pkgutil
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from flask import Blueprint, Flask, Response
+from flask import Blueprint, Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from berater.settings import load_config, trusted_hosts
@@ -89,14 +89,14 @@ def prefork(settings: Mapping[str, Any]) -> None:
 
 
 def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: settings, extensions, each feature, error handlers, the OpenAPI document.
+    """Build the app: settings, extensions, each feature, error handlers, security headers.
 
     `config` is an environment name ("development", "testing", "production") or a mapping
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
     Without either, $BERATER_ENV chooses, and unset means production.
     """
     from berater import cors, errors, http, logs, urls
-    from berater.extensions import crypto, db, migrate, sms, spec, store, tasks, wechat
+    from berater.extensions import crypto, db, migrate, sms, store, tasks, wechat
 
     app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
     app.session_interface = http.CookieSessions()
@@ -135,12 +135,8 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
         importlib.import_module(feature).init_app(app, api)
     app.register_blueprint(api)
     errors.register_error_handlers(app)
-    spec.register(app)
-
-    @app.get("/openapi.json")
-    def openapi() -> Response:
-        return cast(Response, app.json.response(spec.spec))
-
+    # Runs after the blueprints' own hooks, so a blueprint's stricter Referrer-Policy stays.
+    app.after_request(http.security_headers(app))
     return app
 
 

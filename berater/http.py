@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
+from urllib.parse import urlsplit
 
 import orjson
 from flask import (
@@ -33,7 +34,6 @@ from spectree.utils import (
 from werkzeug.exceptions import RequestEntityTooLarge
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-BODY_AFTER_AUTH = "checks_body_after_auth"  # the mark of `checks_body_after_auth`
 MAX_JSON_DEPTH = 32
 VALID_BODIES = 1024  # answer bodies remembered as valid for their model (see Validation)
 VALID_BODY_BYTES = 2048  # larger bodies are validated every time
@@ -97,18 +97,94 @@ def ok(data: Any = None, status: int = 200) -> Response:
     return envelope(status, "", data)
 
 
+# Marks a view carries (set by the decorators below; `functools.wraps` keeps them).
+BODY_AFTER_AUTH = "checks_body_after_auth"
+NO_STORE = "no_store"
+PAGE_POLICY = "page_policy"
+
+# The Content-Security-Policy of every HTML page: its scripts, styles and images come from
+# berater/static (no inline script, style or event handler), it cannot be framed, carries no
+# <base>, and its forms post here or, to start a sign-in, to WeChat's authorize page.
+PAGE_CSP = (
+    "default-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self' {oauth}; frame-ancestors 'none'"
+)
+PAGE_REFERRER_POLICY = "same-origin"  # full URL within the service, nothing to other sites
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}  # on every answer
+
+
+def page_csp(oauth_base: str) -> str:
+    """The pages' Content-Security-Policy for an app whose WeChat OAuth pages are at
+    `oauth_base` (WECHAT_OAUTH_BASE; its origin is allowed as a form's target)."""
+    parts = urlsplit(oauth_base)
+    return PAGE_CSP.format(oauth=f"{parts.scheme}://{parts.netloc}")
+
+
+def no_store(view: F) -> F:
+    """Mark `view`: every answer it gives, errors included, carries `Cache-Control: no-store`,
+    because it holds a token or personal data. `token_required` marks each view it guards;
+    an unguarded view that hands out a token (signing in) is marked with this decorator."""
+    setattr(view, NO_STORE, True)
+    return view
+
+
+def page_policy(csp: str) -> Callable[[F], F]:
+    """Give the pages of one view a Content-Security-Policy of their own instead of the
+    pages' (the API docs pages, whose renderers add inline styles)."""
+
+    def mark(view: F) -> F:
+        setattr(view, PAGE_POLICY, csp)
+        return view
+
+    return mark
+
+
+def security_headers(app: Flask) -> Callable[[Response], Response]:
+    """The app's after-request hook that sets the security headers of every answer, errors
+    included, in one place:
+
+    - `X-Content-Type-Options: nosniff` on all;
+    - `Cache-Control: no-store` on the answers of views marked `no_store`;
+    - on every HTML page, whoever renders it: `Content-Security-Policy` (the view's
+      `page_policy`, else the pages' policy), `Referrer-Policy` (unless the view's blueprint
+      chose a stricter one) and `X-Frame-Options: DENY` for browsers without
+      `frame-ancestors`.
+
+    An envelope is JSON, so its answer costs two header writes at most (a health check's,
+    one).
+    """
+    views = app.view_functions
+    default_csp = page_csp(app.config["WECHAT_OAUTH_BASE"])
+
+    def set_headers(response: Response) -> Response:
+        headers = response.headers
+        headers["X-Content-Type-Options"] = "nosniff"  # NOSNIFF, without update()'s cost
+        endpoint = request._get_current_object().endpoint  # type: ignore[attr-defined]
+        view = views.get(endpoint) if endpoint else None
+        if getattr(view, NO_STORE, False):
+            headers["Cache-Control"] = "no-store"
+        if type(response) is not EnvelopeResponse and response.mimetype == "text/html":
+            headers["Content-Security-Policy"] = getattr(view, PAGE_POLICY, default_csp)
+            headers.setdefault("Referrer-Policy", PAGE_REFERRER_POLICY)
+            headers["X-Frame-Options"] = "DENY"
+        return response
+
+    return set_headers
+
+
 def read_json_body() -> None:
     """The app's before-request hook: check the JSON body before any view, except for a
     view that checks it itself after the token (see `checks_body_after_auth`).
 
     A request without a body-carrying method (GET, HEAD, OPTIONS) costs one comparison.
     """
-    if request.method not in JSON_METHODS:
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method not in JSON_METHODS:
         return
-    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    view = current_app.view_functions.get(req.endpoint) if req.endpoint else None
     if getattr(view, BODY_AFTER_AUTH, False):
         return
-    check_json_body()
+    check_json_body(req)
 
 
 def checks_body_after_auth(view: F) -> F:
@@ -119,21 +195,24 @@ def checks_body_after_auth(view: F) -> F:
     return view
 
 
-def check_json_body() -> None:
+def check_json_body(req: Request | None = None) -> None:
     """Parse a JSON body once: 415 for other media, 400 for bad or deep JSON or anything but
-    an object, 413 past the size limit.
+    an object, 413 past the size limit (`req`: the current request, when the caller holds
+    it already).
 
     The parsed value is cached by Flask, so `request.get_json()` and the validators reuse it.
     A request without a body (GET, HEAD, OPTIONS, or an empty one) costs little.
     """
-    if request.method not in JSON_METHODS:
+    if req is None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method not in JSON_METHODS:
         return
     raw = read_body(cache=True)
     if not raw:
         return
     from berater.errors import BadRequest, UnsupportedMediaType
 
-    if not request.is_json:
+    if not req.is_json:
         raise UnsupportedMediaType()
     try:
         value = orjson.loads(raw)
@@ -143,7 +222,7 @@ def check_json_body() -> None:
         raise BadRequest("the body must be a JSON object")
     if _depth(value) > MAX_JSON_DEPTH:
         raise BadRequest("the body is nested too deeply")
-    request._cached_json = (value, value)  # Flask's own cache for get_json()
+    req._cached_json = (value, value)  # Flask's own cache for get_json()
 
 
 def read_body(cache: bool) -> bytes:

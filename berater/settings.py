@@ -292,6 +292,8 @@ SETTINGS: tuple[Setting, ...] = (
             "reverse proxies trusted for X-Forwarded-* (nginx in front: 1)"),
     Setting("MAX_CONTENT_LENGTH", integer(1024, 16 * 1024 * 1024), 16 * 1024,
             "largest request body, bytes (larger: 413)"),
+    Setting("API_DOCS", boolean, False,
+            "serve /openapi.json and the /docs pages (else 404)", dev=True, test=True),
     fixed("MAX_AUTH_HEADER", 4096, "longest Authorization header, bytes"),
     fixed("ENABLE_TEST_TOKEN", True, "the test-token route and /dev pages", prod=False),
     fixed("TESTING", False, "Flask's testing mode", test=True),

@@ -1,5 +1,7 @@
 """A real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, for the tests
-that click through pages. Never `playwright install`: the tests drive Debian's Chromium."""
+that click through pages. Never `playwright install`: the tests drive Debian's Chromium.
+The service sends its own Content-Security-Policy with every page (berater/http.py), so
+Chromium refuses inline scripts, styles and handlers there as it will in production."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, Response
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -23,9 +24,6 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 10_000
 PHONE = {"width": 360, "height": 640}  # WeChat's in-app browser on a common phone
-# What the service sends with every page (another part of the service adds it): pages must
-# work with scripts and styles from files of their own origin only.
-CSP = "default-src 'self'; frame-ancestors 'none'"
 
 
 @contextmanager
@@ -50,16 +48,3 @@ def chromium(viewport: dict[str, int], locale: str = "zh-CN", **options: Any) ->
         finally:
             context.close()
             browser.close()
-
-
-def with_csp(app: Flask) -> Flask:
-    """Send CSP with every page of `app` (before its first request), so Chromium refuses
-    inline scripts, styles and handlers as it will in production."""
-
-    @app.after_request
-    def csp(response: Response) -> Response:
-        if response.mimetype == "text/html":
-            response.headers["Content-Security-Policy"] = CSP
-        return response
-
-    return app

@@ -46,10 +46,19 @@ def test_a_newcomer_signs_in_to_the_demo_app_and_out_again(
         stuid = source.stuid
         db.session.commit()
     script_errors: list[str] = []  # uncaught JavaScript errors (a 404 favicon is not one)
+    blocked: list[str] = []  # what the service's Content-Security-Policy refused
     page.on("pageerror", lambda exc: script_errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
 
-    page.goto(f"{live_server}/")
+    start = page.goto(f"{live_server}/")
+    assert start is not None
+    assert start.headers["content-security-policy"].startswith("default-src 'self';")
     expect(page.locator("h1")).to_contain_text("Berater")
+    # The stylesheet, a file of the service, applied: the start page is not bare HTML.
+    assert page.locator("body").evaluate("e => getComputedStyle(e).margin") == "0px"
     page.screenshot(path=str(tmp_path / "start.png"), full_page=True)
     page.click("#signin-demo")
 
@@ -76,3 +85,4 @@ def test_a_newcomer_signs_in_to_the_demo_app_and_out_again(
     expect(status).to_have_text(re.compile(r"^Refused"))
     expect(page.locator("#signout")).to_be_hidden()
     assert script_errors == []
+    assert blocked == []

@@ -25,6 +25,7 @@ from berater.admin import bp, invites
 from berater.db import transaction
 from berater.errors import ApiError, BadRequest, Forbidden, Unauthorized
 from berater.extensions import wechat
+from berater.http import no_store
 from berater.identity import roles
 from berater.identity import services as tokens
 from berater.identity.auth import Identity, identity_from_token
@@ -38,7 +39,8 @@ MAX_CODE = 128
 
 
 def page(view: Callable[P, Response | str]) -> Callable[P, Response | str]:
-    """Render an ApiError as a page with its status: a person is looking, not a client."""
+    """Render an ApiError as a page with its status: a person is looking, not a client.
+    Links, CSRF tokens and holders are never stored by a cache (`no_store`)."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response | str:
@@ -57,16 +59,14 @@ def page(view: Callable[P, Response | str]) -> Callable[P, Response | str]:
                 response.headers["Retry-After"] = exc.headers["Retry-After"]
             return response
 
-    return wrapper
+    return no_store(wrapper)
 
 
 @bp.after_request
 def private(response: Response) -> Response:
-    """Links, CSRF tokens and holders must not be cached, framed or sent on as a Referer."""
-    response.headers["Cache-Control"] = "no-store"
+    """An invitation's sequence is in the page's URL: never sent on as a Referer, not even
+    within the service (stricter than the pages' default; the app's hook adds the rest)."""
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
     return response
 
 

@@ -17,9 +17,7 @@ log = logging.getLogger("berater.chat")
 
 
 def _plain(body: str, status: int = 200) -> Response:
-    response = Response(body, status=status, mimetype="text/plain")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return Response(body, status=status, mimetype="text/plain")
 
 
 @bp.url_value_preprocessor

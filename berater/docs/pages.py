@@ -10,9 +10,10 @@ the service is mounted under a path. No page holds inline script, so they work u
 `script-src 'self'`; the start-up scripts turn off what would reach the internet (Swagger
 UI's validator badge, Redoc's telemetry, Scalar's web fonts).
 
-The pages set their own policy (`DOCS_POLICY`): Redoc and Scalar add `<style>` elements
-while they render and Swagger UI shows its icons as `data:` images, so styles may be inline
-and images may be `data:`; scripts, connections and everything else stay on 'self'.
+The pages get a policy of their own (`DOCS_POLICY`, instead of the pages' policy that
+berater/http.py sets): Redoc and Scalar add `<style>` elements while they render and
+Swagger UI shows its icons as `data:` images, so styles may be inline and images may be
+`data:`; scripts, connections and everything else stay on 'self'.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-
-from flask import Response, request
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSET_MAX_AGE = 3600  # seconds; the names stay when the package is upgraded
@@ -108,10 +107,3 @@ PAGE_TEMPLATES: dict[str, str] = {
         '<script src="../assets/scalar-init.js"></script>',
     ),
 }
-
-
-def page_policy(response: Response) -> Response:
-    """The documentation pages' Content-Security-Policy (an after-request hook)."""
-    if request.endpoint in PAGE_ENDPOINTS:
-        response.headers["Content-Security-Policy"] = DOCS_POLICY
-    return response

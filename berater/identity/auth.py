@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Request, current_app, g, request
 from werkzeug.local import LocalProxy
 
 from berater.errors import Forbidden, Unauthorized
 from berater.ext.crypto import Claims, TokenExpired, TokenInvalid
 from berater.extensions import crypto
-from berater.http import check_json_body, checks_body_after_auth
+from berater.http import check_json_body, checks_body_after_auth, no_store
 from berater.identity import revocation
 from berater.identity.subjects import ACCOUNT_PREFIX, roles_for
 
@@ -60,20 +60,23 @@ def token_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     The token and the roles are checked before the body: the app's body hook leaves this
     view's body alone, and it is checked here once the caller may call (415, 400, 413), so
     that a caller without a token gets 401, and one without the role 403, whatever it sent.
+    Its answers, errors included, are never stored by a cache (`http.no_store`): they carry
+    a token, an identity or personal data.
     """
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            identity = authenticate()
+            req = request._get_current_object()  # type: ignore[attr-defined]
+            identity = authenticate(req)
             if not identity.has_any(roles):
                 raise Forbidden(f"this endpoint needs one of the roles: {', '.join(roles)}")
             g.berater_identity = identity
-            check_json_body()
+            check_json_body(req)
             return view(*args, **kwargs)
 
         wrapper.required_roles = roles  # type: ignore[attr-defined]
-        return checks_body_after_auth(wrapper)
+        return no_store(checks_body_after_auth(wrapper))
 
     return decorator
 
@@ -88,9 +91,11 @@ def wechat_openid(doing: str) -> str:
     return current_identity.subject
 
 
-def authenticate() -> Identity:
-    """The identity behind the Authorization header, or Unauthorized."""
-    header = request.environ.get("HTTP_AUTHORIZATION", "")
+def authenticate(req: Request | None = None) -> Identity:
+    """The identity behind the Authorization header, or Unauthorized (`req`: the current
+    request, when the caller holds it already)."""
+    environ = (request if req is None else req).environ
+    header = environ.get("HTTP_AUTHORIZATION", "")
     if not header:
         raise Unauthorized("send Authorization: Bearer <token>")
     app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from spectree import Response as Resp
 
 from berater.errors import BadRequest
 from berater.extensions import spec
-from berater.http import Envelope, ok
+from berater.http import Envelope, no_store, ok
 from berater.identity import services, testing_bp
 from berater.identity.schemas import TokenOut
 
@@ -17,6 +17,7 @@ OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @testing_bp.post("/token/<openid>")
+@no_store
 @spec.validate(resp=Resp(HTTP_200=Envelope[TokenOut]), tags=["testing"])
 def test_token(openid: str) -> Response:
     """A token for any openid, with the roles that openid holds."""

@@ -7,7 +7,7 @@ from spectree import Response as Resp
 
 from berater.db import transaction
 from berater.extensions import spec
-from berater.http import APP, BEARER, Envelope, errors, json_body, ok
+from berater.http import APP, BEARER, Envelope, errors, json_body, no_store, ok
 from berater.identity import bp, services
 from berater.identity.auth import current_identity, get_identity, token_required
 from berater.identity.schemas import IdentityOut, TokenOut, TokenRequest
@@ -16,6 +16,7 @@ ERRORS = errors(400, 401, 403, 415, 429, 502, 503)
 
 
 @bp.post("/token")
+@no_store
 @spec.validate(json=TokenRequest, resp=Resp(HTTP_200=Envelope[TokenOut], **ERRORS), tags=["token"])
 def create_token() -> Response:
     """Sign in with a WeChat OAuth code, or a username and password."""

@@ -8,6 +8,7 @@ from werkzeug.wrappers import Response
 from berater.db import transaction
 from berater.errors import ApiError, BadRequest, NotFound, Unauthorized
 from berater.extensions import wechat
+from berater.http import no_store
 from berater.identity import services as tokens
 from berater.signin import bp, services
 from berater.urls import external_url
@@ -34,6 +35,7 @@ def _to_wechat(state: str) -> Response:
 
 
 @bp.get("/signin")
+@no_store
 def start() -> Response:
     """Send the browser to WeChat's authorize page, with a state bound to this browser."""
     state = services.begin(request.args.get("next", ""))
@@ -42,6 +44,7 @@ def start() -> Response:
 
 
 @bp.get("/signin/callback")
+@no_store
 def callback() -> Response | str:
     """WeChat came back with a code: mint a token and land in the partner app (or, for a
     landing by type without its binding, on the registration page first)."""
@@ -72,14 +75,15 @@ def callback() -> Response | str:
 
 
 @bp.get("/")
+@no_store  # the landing by type starts a sign-in (its state in the session)
 def index() -> Response | str:
     """The landing by type (`?type=student|candidate&url=<target>`), the original's menu
     address; without them a start page (in development, links through every flow)."""
     if "type" in request.args or "url" in request.args:
         kind = services.check_kind(request.args.get("type", ""))
         return _to_wechat(services.begin_landing(request.args.get("url", ""), kind))
-    dev = current_app.config["ENABLE_TEST_TOKEN"]
-    return render_template("index.html", dev=dev)
+    config = current_app.config
+    return render_template("index.html", dev=config["ENABLE_TEST_TOKEN"], docs=config["API_DOCS"])
 
 
 @bp.get("/demo/app")

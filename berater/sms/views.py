@@ -10,7 +10,7 @@ from spectree import Response as Resp
 
 from berater.ext.sms import CONSOLE_KEEP
 from berater.extensions import sms, spec
-from berater.http import BEARER, Envelope, errors, json_body, ok
+from berater.http import BEARER, Envelope, errors, json_body, no_store, ok
 from berater.identifiers import mask_phone
 from berater.identity.auth import token_required, wechat_openid
 from berater.sms import bp
@@ -85,6 +85,7 @@ def verify_code_legacy(code: str) -> Response:
 
 
 @dev_bp.get("/sms")
+@no_store
 def console_codes() -> Response:
     """The console backend's last codes (development only; never in production)."""
     entries = sms.last_codes()
@@ -104,6 +105,4 @@ def console_codes() -> Response:
         backend=current_app.config["SMS_BACKEND"],
         keep=CONSOLE_KEEP,
     )
-    response = Response(page, 200, mimetype="text/html")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return Response(page, 200, mimetype="text/html")

@@ -8,23 +8,27 @@ import re
 from pathlib import Path
 
 import pytest
-from flask import Flask
 
 from tests.admin.helpers import ADMIN, holders
-from tests.browser import PHONE, chromium, with_csp
+from tests.browser import PHONE, chromium
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def csp_app(app: Flask) -> Flask:
-    return with_csp(app)
 
 
 def refused(message) -> bool:
     """A console error other than a failed resource (the stand-in WeChat has no favicon):
     something the CSP refused, for one."""
     return message.type == "error" and not message.text.startswith("Failed to load resource")
+
+
+def page_policy(response, base: str) -> str | None:
+    """The Content-Security-Policy of a page of the service ("" without one); None for
+    anything else (a redirect, a script, the stand-in WeChat)."""
+    if not response.url.startswith(base) or response.request.resource_type != "document":
+        return None
+    if response.status != 200:
+        return None
+    return response.headers.get("content-security-policy", "")
 
 
 def sign_in(page, wechat_url: str, openid: str) -> None:
@@ -34,12 +38,13 @@ def sign_in(page, wechat_url: str, openid: str) -> None:
 
 
 def test_an_invitation_is_made_previewed_and_confirmed_in_a_phone(
-    csp_app, live_server, wechat, grant, tmp_path: Path
+    app, live_server, wechat, grant, tmp_path: Path
 ):
     from playwright.sync_api import expect
 
-    grant(csp_app, ADMIN, "admin")
+    grant(app, ADMIN, "admin")
     problems: list[str] = []
+    policies: list[str] = []  # of every page of the service the two browsers were sent
     with chromium(PHONE) as admin_side:
         admin = admin_side.new_page()
         # Another person: a context of their own (cookies, session) in the same browser.
@@ -47,6 +52,7 @@ def test_an_invitation_is_made_previewed_and_confirmed_in_a_phone(
         for page in (admin, invitee):
             page.on("pageerror", lambda exc: problems.append(str(exc)))
             page.on("console", lambda m: problems.append(m.text) if refused(m) else None)
+            page.on("response", lambda r: policies.append(page_policy(r, live_server)))
 
         admin.goto(f"{live_server}/api/admin/go/link/face")
         sign_in(admin, wechat.url, ADMIN)
@@ -60,12 +66,15 @@ def test_an_invitation_is_made_previewed_and_confirmed_in_a_phone(
         invitee.goto(link)
         sign_in(invitee, wechat.url, "o_invitee")
         expect(invitee.locator("#role")).to_have_text("face")
-        assert holders(csp_app, "face") == []  # the preview grants nothing
+        assert holders(app, "face") == []  # the preview grants nothing
         invitee.screenshot(path=str(tmp_path / "02-preview.png"))
         invitee.click("#confirm")
         expect(invitee.locator("h1")).to_contain_text("已授予")
         invitee.screenshot(path=str(tmp_path / "03-granted.png"))
 
-    assert holders(csp_app, "face") == ["o_invitee"]
+    assert holders(app, "face") == ["o_invitee"]
     assert problems == []
+    policies = [policy for policy in policies if policy is not None]
+    assert len(policies) == 3  # the link, the preview, the grant
+    assert {policy[:19] for policy in policies} == {"default-src 'self';"}  # the service's own
     print(f"screenshots: {tmp_path}")

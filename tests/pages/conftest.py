@@ -1,4 +1,5 @@
-"""Fixtures of the page tests: the app with the console SMS backend and the pages' CSP, and a
+"""Fixtures of the page tests: the app with the console SMS backend (its pages carry the
+service's CSP), and a
 phone-sized Chromium page that saves screenshots and records what went wrong in it."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 import requests
 from flask import Flask
 
-from tests.browser import PHONE, chromium, with_csp
+from tests.browser import PHONE, chromium
 
 TIMEOUT = 10
 
@@ -28,7 +29,7 @@ def settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 def app(make_app: Callable[..., Flask], qna_index: Path, settings: dict[str, Any]) -> Flask:
     """Codes on the console page (/dev/sms), as in the local sandbox; the test handbook."""
     defaults = {"SMS_BACKEND": "console", "QNA_INDEX": str(qna_index), "QNA_MIN_SCORE": 0.05}
-    return with_csp(make_app(**{**defaults, **settings}))
+    return make_app(**{**defaults, **settings})
 
 
 @dataclass

@@ -12,7 +12,6 @@ import pytest
 from berater import PROJECT_ROOT
 from berater.binding.services import PROVINCES
 from berater.pages import links
-from tests.browser import CSP
 
 pytestmark = pytest.mark.backends
 
@@ -123,8 +122,13 @@ def test_the_scripts_keep_the_token_out_of_queries_and_logs():
         assert "localStorage" not in text, path  # the tab's sessionStorage only
 
 
-def test_the_csp_the_browser_tests_send_is_the_services():
-    assert CSP == "default-src 'self'; frame-ancestors 'none'"
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_is_sent_with_the_pages_policy(client, path):
+    """The policy the browser tests meet is the service's own: nothing inline, nothing from
+    another site."""
+    policy = client.get(path).headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'self';")
+    assert "'unsafe-inline'" not in policy and "frame-ancestors 'none'" in policy
 
 
 # -- forms ------------------------------------------------------------------------------------

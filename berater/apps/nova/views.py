@@ -111,7 +111,6 @@ def _download(body: bytes, mimetype: str, suffix: str) -> Response:
     response.headers["Content-Disposition"] = (
         f'attachment; filename="nova-registrations-{day}.{suffix}"'
     )
-    response.headers["Cache-Control"] = "no-store"  # personal data: no copies in caches
     return response
 
 
