@@ -116,7 +116,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-    logs.configure(app)
+    logs.configure(app, http.EVERY_ANSWER)  # nosniff on every answer, before Flask too
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     store.init_app(app)

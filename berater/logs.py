@@ -74,8 +74,9 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
 
 
-def configure(app: Flask) -> None:
-    """Send berater's logs to stderr through the safe formatter, at LOG_LEVEL."""
+def configure(app: Flask, headers: Iterable[tuple[str, str]] = ()) -> None:
+    """Send berater's logs to stderr through the safe formatter, at LOG_LEVEL; wrap the app in
+    `RequestLog`, which also sends `headers` with every answer."""
     logger = logging.getLogger("berater")
     if not any(isinstance(h.formatter, SafeFormatter) for h in logger.handlers):
         handler = logging.StreamHandler()
@@ -88,31 +89,40 @@ def configure(app: Flask) -> None:
     app.logger.handlers = logger.handlers
     app.logger.propagate = False
 
-    app.wsgi_app = RequestLog(app.wsgi_app, logging.getLogger("berater.request"), _masks(app))  # type: ignore[method-assign]
+    access = logging.getLogger("berater.request")
+    app.wsgi_app = RequestLog(app.wsgi_app, access, _masks(app), tuple(headers))  # type: ignore[method-assign]
 
 
 class RequestLog:
     """WSGI middleware around the app: gives each request its id and logs one line for it.
 
     The id is the caller's X-Request-ID when it is a sound one, else 32 random hex digits;
-    it is kept in the environ (`request_id()`) and sent back on every answer. The line says
+    it is kept in the environ (`request_id()`) and sent back on every answer, with the fixed
+    `headers` (appended here, where they cost a list append instead of a pass through
+    werkzeug's header checks; also on answers given before Flask). The line says
     method, path (masked, see `mask_path`; never the query string), status, time and id, and
     is only built when the access logger is on.
     """
 
     def __init__(
-        self, app: WSGIApplication, access: logging.Logger, masks: list[tuple[re.Pattern[str], str]]
+        self,
+        app: WSGIApplication,
+        access: logging.Logger,
+        masks: list[tuple[re.Pattern[str], str]],
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self.app, self.access, self.masks = app, access, masks
+        self.app, self.access, self.masks, self.headers = app, access, masks, headers
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and REQUEST_ID.match(incoming) else new_request_id()
         environ[REQUEST_ID_KEY] = request_id
         statuses: list[str] = []
+        always = self.headers
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             headers.append(("X-Request-ID", request_id))
+            headers.extend(always)
             statuses.append(status)
             return start_response(status, headers, exc_info)
 

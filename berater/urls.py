@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 from flask import current_app
 
 from berater.errors import ServiceUnavailable
-from berater.http import NOSNIFF, envelope
+from berater.http import envelope
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -55,8 +55,7 @@ class HostCheck:
             return self.app(environ, start_response)
         if host_name(host) in self.hosts:
             return self.app(environ, start_response)
-        # Answered before Flask, so the app's header hook (berater/http.py) never sees it.
-        refused = envelope(400, f"Host {host!r} is not trusted", None, NOSNIFF)
+        refused = envelope(400, f"Host {host!r} is not trusted", None)
         if self.legacy_200:
             refused.status_code = 200
         return refused(environ, start_response)
