@@ -44,12 +44,14 @@ def _start_wechat_standin() -> subprocess.Popen[bytes]:
 
 
 def _build_qna_index(dev_app: Flask) -> None:
-    """The first start builds the demo handbook's Q&A index (a few seconds), once."""
+    """The first start builds the demo handbook's Q&A index (a few seconds), once (again
+    after an upgrade that changes the index format)."""
     from berater.extensions import qna
     from berater.qna.answers import index_path
     from berater.qna.cli import build_index_file
+    from berater.qna.index import current_format
 
-    if not index_path(dev_app).exists():
+    if not current_format(index_path(dev_app)):
         print("  Building the Q&A index of the demo handbook ...", flush=True)
         build_index_file()
         qna.load(dev_app)

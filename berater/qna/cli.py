@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -12,13 +14,19 @@ from flask.cli import AppGroup
 from tqdm import tqdm
 
 from berater import PROJECT_ROOT
-from berater.qna import segment
+from berater.qna import ids, segment
 from berater.qna.answers import index_path
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.corpus import CorpusError, Paragraph, load
 from berater.qna.engine import MODES, Engine, Thresholds
 from berater.qna.evaluate import evaluate, load_questions
-from berater.qna.index import NGRAM_WEIGHT, Index
+from berater.qna.index import (
+    NGRAM_WEIGHT,
+    Index,
+    IndexUnavailable,
+    current_format,
+    read_paragraphs,
+)
 
 qna_cli = AppGroup("qna", help="The handbook Q&A: build its index, evaluate it, ask it.")
 
@@ -64,19 +72,136 @@ def _load_corpus(corpus: str | None) -> list[Paragraph]:
         raise click.ClickException(str(exc)) from None
 
 
+def reviewed_path(target: Path) -> Path:
+    """Where the build keeps the last edition whose references were reviewed."""
+    return target.with_name(f"{target.stem}.reviewed{target.suffix}")
+
+
+def _faq_path(path: str | None = None) -> Path | None:
+    chosen = path if path is not None else current_app.config.get("QNA_FAQ", "")
+    return project_path(chosen) if chosen else None
+
+
+def _question_paths(given: Sequence[str] = ()) -> list[Path]:
+    names = list(given) or [
+        n.strip() for n in str(current_app.config.get("QNA_QUESTIONS") or "").split(",")
+    ]
+    return [project_path(n) for n in names if n]
+
+
+def _short(text: str, size: int = 40) -> str:
+    return text if len(text) <= size else text[:size] + "…"
+
+
+def check_references(
+    paragraphs: list[Paragraph],
+    baseline: list[Paragraph] | None,
+    faq: Path | None,
+    questions: list[Path],
+) -> list[str]:
+    """Print what changed since `baseline` and every reference to a changed, gone or unknown
+    id; the problems, one line each (empty when every reference can be trusted)."""
+    faqs = [faq] if faq is not None and faq.is_file() else []
+    found = [q for q in questions if q.is_file()]
+    for missing in sorted(set(questions) - set(found)):
+        click.echo(f"questions file {ids.shown(missing)}: not found, not checked")
+    try:
+        refs = ids.references(faqs, found)
+    except CorpusError as exc:
+        raise click.ClickException(str(exc)) from None
+    known = {p.id for p in paragraphs}
+    suspect: dict[str, ids.Change] = {}
+    if baseline is None:
+        click.echo("ids: no earlier index to compare with")
+    else:
+        comparison = ids.compare(baseline, paragraphs)
+        click.echo(
+            f"ids against the earlier index: {comparison.kept} kept (same text or a small "
+            f"edit), {len(comparison.changed)} changed, {len(comparison.gone)} gone, "
+            f"{len(comparison.added)} new"
+        )
+        for change in comparison.changed:
+            moved = f"; its old text is now {change.moved_to}" if change.moved_to else ""
+            click.echo(
+                f"  changed {change.id} (similarity {change.similarity:.2f}{moved})\n"
+                f"      was: {_short(change.old)}\n      now: {_short(change.now)}"
+            )
+        for change in comparison.gone:
+            moved = f"its text is now {change.moved_to}" if change.moved_to else "no match"
+            click.echo(f"  gone {change.id} ({moved}): {_short(change.old)}")
+        suspect = comparison.suspect
+    problems = []
+    for ref in refs:
+        doubt = suspect.get(ref.id)
+        if doubt is not None:
+            what = "changed" if doubt.now else "gone"
+            hint = f"; its old text is now {doubt.moved_to}" if doubt.moved_to else ""
+            problems.append(f"{ref} names {ref.id} ({what}{hint})")
+        elif ref.id not in known:
+            problems.append(f"{ref} names {ref.id}, which the handbook does not have")
+    checked = ", ".join(ids.shown(f) for f in [*faqs, *found]) or "none"
+    click.echo(f"references checked: {len(refs)} in {checked}")
+    if problems:
+        click.echo(f"references to review: {len(problems)}")
+        for line in problems:
+            click.echo(f"  {line}")
+    return problems
+
+
 def build_index_file(
     corpus: str | None = None,
     userdict: str | None = None,
     out: str | Path | None = None,
     ngram_weight: float = NGRAM_WEIGHT,
+    *,
+    previous: str | None = None,
+    questions: Sequence[str] = (),
+    strict: bool = False,
+    accept: bool = False,
 ) -> Path:
-    """Build the current app's index file from the corpus and print a summary; its path."""
+    """Build the current app's index file from the corpus, check the ids the FAQ and question
+    files name against the earlier index, and print a summary; the index file's path.
+
+    The earlier index is `previous`, else the last reviewed edition (kept beside the index
+    while references to changed ids wait for a review), else the index being replaced. With
+    `strict`, a reference to review is an error and nothing is written; with `accept`, the
+    references are taken as reviewed."""
     started = time.perf_counter()
     paragraphs = _load_corpus(corpus)
+    target = Path(out) if out else index_path(current_app)
+    reviewed = reviewed_path(target)
+    chosen = Path(previous) if previous else reviewed if reviewed.exists() else target
+    try:
+        baseline = read_paragraphs(chosen) if chosen.exists() or previous else None
+    except IndexUnavailable as exc:
+        if previous:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"ids: the earlier index cannot be read ({exc})")
+        baseline = None
+    faq, files = _faq_path(), _question_paths(questions)
+    problems = check_references(paragraphs, baseline, faq, files)
+    if problems and baseline is not None and not accept:
+        named = " ".join(ids.shown(f) for f in [faq, *files] if f is not None and f.is_file())
+        source = corpus or current_app.config["QNA_CORPUS"]
+        # The earlier edition as it will be on disk after this command.
+        earlier = chosen if strict or previous or reviewed.exists() else reviewed
+        click.echo(
+            f"  to move them to the new ids: flask --app run qna ids migrate "
+            f"{ids.shown(earlier)} {source} {named}\n"
+            f"  once they are reviewed: flask --app run qna build --accept"
+        )
+    if problems and strict:
+        raise click.ClickException(
+            f"{len(problems)} references to review (--strict); the index was not written"
+        )
     index = _build(paragraphs, _userdict(userdict), ngram_weight)
     engine = Engine(index, encoder_from_config(current_app.config))
     embedded = _embed(engine)
-    target = Path(out) if out else index_path(current_app)
+    if problems and not accept:
+        if baseline is not None and not reviewed.exists():
+            shutil.copyfile(chosen, reviewed)
+    elif reviewed.exists():
+        reviewed.unlink()
     size = index.save(target)
     seconds = time.perf_counter() - started
     click.echo(f"paragraphs: {len(index)}")
@@ -96,16 +221,37 @@ def build_index_file(
 @click.option(
     "--ngram-weight", default=NGRAM_WEIGHT, show_default=True, type=click.FloatRange(0, 1)
 )
-@click.option("--if-missing", is_flag=True, help="do nothing when the index file exists")
+@click.option("--if-missing", is_flag=True, help="do nothing when an index of this version exists")
+@click.option("--previous", type=click.Path(exists=True, dir_okay=False), help="earlier index")
+@click.option("--questions", multiple=True, help="question files to check (default QNA_QUESTIONS)")
+@click.option("--strict", is_flag=True, help="a reference to review is an error")
+@click.option("--accept", is_flag=True, help="the references listed have been reviewed")
 def build_command(
-    corpus: str | None, userdict: str | None, out: str | None, ngram_weight: float, if_missing: bool
+    corpus: str | None,
+    userdict: str | None,
+    out: str | None,
+    ngram_weight: float,
+    if_missing: bool,
+    previous: str | None,
+    questions: tuple[str, ...],
+    strict: bool,
+    accept: bool,
 ) -> None:
     """Build the index file from the corpus; restart the workers to serve it."""
     target = Path(out) if out else index_path(current_app)
-    if if_missing and target.exists():
+    if if_missing and target.exists() and current_format(target):
         click.echo(f"kept: {target}")
         return
-    build_index_file(corpus, userdict, target, ngram_weight)
+    build_index_file(
+        corpus,
+        userdict,
+        target,
+        ngram_weight,
+        previous=previous,
+        questions=questions,
+        strict=strict,
+        accept=accept,
+    )
 
 
 @qna_cli.command("eval")
@@ -157,3 +303,49 @@ def ask_command(question: str, mode: str, k: int) -> None:
         click.echo(f"[{hit.score:.3f}] {hit.id} {hit.source}\n{hit.text}\n")
     if not result.hits:
         click.echo("no answer; closest sections: " + ("; ".join(result.suggestions) or "none"))
+
+
+ids_cli = AppGroup("ids", help="Paragraph ids across editions of the handbook.")
+qna_cli.add_command(ids_cli)
+
+
+def _edition(path: str) -> list[Paragraph]:
+    """A handbook edition: a corpus (folder, .txt or .jsonl) or an index file (.npz)."""
+    try:
+        return read_paragraphs(path) if path.endswith(".npz") else load(path)
+    except (CorpusError, IndexUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@ids_cli.command("migrate")
+@click.argument("old")
+@click.argument("new")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="rewrite without asking")
+def migrate_command(old: str, new: str, files: tuple[str, ...], yes: bool) -> None:
+    """Move the ids named in FILES (FAQ or .jsonl question files) from the OLD handbook's
+    to the NEW one's, matching paragraphs by their text. OLD and NEW are corpora or index
+    files (the build keeps the last reviewed edition as qna-index.reviewed.npz)."""
+    mapping = ids.propose(_edition(old), _edition(new))
+    try:
+        plans = [ids.plan_rewrite(f, mapping) for f in files]
+    except (CorpusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    changes = sum(len(plan.changes) for plan in plans)
+    for plan in plans:
+        for line, before, after in plan.changes:
+            click.echo(f"{plan.path}:{line}  {before} -> {after}")
+        for ref in plan.unmatched:
+            click.echo(f"{ref}  {ref.id}: no paragraph of the new handbook matches its text")
+    unmatched = sum(len(plan.unmatched) for plan in plans)
+    if not changes:
+        click.echo("nothing to rewrite")
+    elif yes or click.confirm(f"rewrite {changes} references in {len(files)} files?"):
+        for plan in plans:
+            if plan.changes:
+                plan.save()
+        click.echo(f"rewritten: {changes} references")
+    else:
+        click.echo("nothing rewritten")
+    if unmatched:
+        raise click.ClickException(f"{unmatched} references match nothing: edit them by hand")

@@ -3,9 +3,11 @@
 Two formats (data/qna/README.md documents both):
 
 - the handbook text format, one file or a folder of `*.txt` files read in name order:
-  `# chapter`, `## section`, `@page N`, and paragraphs separated by blank lines; a
-  paragraph's id is its position, `chapter.section.paragraph` (1-based; section 0 when a
-  paragraph comes before the chapter's first section);
+  `# chapter`, `## section`, `@page N`, `@id name`, and paragraphs separated by blank
+  lines; a paragraph's id is the name of the `@id` line before it, or else its position,
+  `chapter.section.paragraph` (1-based; section 0 when a paragraph comes before the
+  chapter's first section; a paragraph with a name still counts in the positions, so naming
+  one renumbers nothing);
 - JSONL, one paragraph per line: `id`, `title`, `text`, and optional `chapter`, `section`,
   `page`.
 """
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PAGE = re.compile(r"^@page\s+(\d{1,5})\s*$")
+# A name never looks like a position (it starts with a letter), so the two cannot collide.
+NAMED = re.compile(r"^@id\s+([A-Za-z][A-Za-z0-9_-]{0,63})\s*$")
 MAX_PARAGRAPH = 20_000  # characters; longer means a missing blank line, not a paragraph
 
 
@@ -82,9 +86,10 @@ def parse_text(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
     page: int | None = None
     buffer: list[str] = []
     where = ""
+    named: tuple[str, str] | None = None  # (name, where) of an `@id` line not yet used
 
     def flush() -> Iterator[Paragraph]:
-        nonlocal paragraph_no
+        nonlocal paragraph_no, named
         if not buffer:
             return
         text = "".join(buffer)
@@ -94,13 +99,18 @@ def parse_text(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
         if len(text) > MAX_PARAGRAPH:
             raise CorpusError(f"{where}: paragraph longer than {MAX_PARAGRAPH} characters")
         paragraph_no += 1
+        name, named = (named[0] if named else None), None
         yield Paragraph(
-            id=f"{chapter_no}.{section_no}.{paragraph_no}",
+            id=name or f"{chapter_no}.{section_no}.{paragraph_no}",
             text=text,
             chapter=chapter,
             section=section,
             page=page,
         )
+
+    def unused_name() -> None:
+        if named:
+            raise CorpusError(f"{named[1]}: '@id {named[0]}' is not followed by a paragraph")
 
     for file, number, raw in lines:
         line = raw.strip()
@@ -109,17 +119,29 @@ def parse_text(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
             yield from flush()
         elif line.startswith("## "):
             yield from flush()
+            unused_name()
             section, section_no, paragraph_no = line[3:].strip(), section_no + 1, 0
             if chapter_no == 0:
                 raise CorpusError(f"{where}: a section comes before the first '# chapter' line")
         elif line.startswith("# "):
             yield from flush()
+            unused_name()
             chapter, chapter_no = line[2:].strip(), chapter_no + 1
             section, section_no, paragraph_no = "", 0, 0
+        elif line.startswith("@id"):
+            match = NAMED.match(line)
+            if not match:
+                raise CorpusError(
+                    f"{where}: expected '@id name' (a letter, then letters, digits, '-' or "
+                    f"'_', at most 64), got {line[:40]!r}"
+                )
+            yield from flush()
+            unused_name()
+            named = (match.group(1), where)
         elif line.startswith("@"):
             match = PAGE.match(line)
             if not match:
-                raise CorpusError(f"{where}: expected '@page N', got {line[:40]!r}")
+                raise CorpusError(f"{where}: expected '@page N' or '@id name', got {line[:40]!r}")
             yield from flush()
             page = int(match.group(1))
         elif line.startswith("#"):
@@ -130,6 +152,7 @@ def parse_text(lines: Iterable[tuple[str, int, str]]) -> Iterator[Paragraph]:
                 buffer.append(" ")
             buffer.append(line)
     yield from flush()
+    unused_name()
 
 
 def jsonl_objects(lines: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, dict]]:

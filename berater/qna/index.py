@@ -26,8 +26,9 @@ import orjson
 
 from berater.qna import segment
 from berater.qna.corpus import Paragraph
+from berater.qna.ids import fingerprint
 
-FORMAT = 1
+FORMAT = 2  # 2: each paragraph's text fingerprint is recorded
 K1, B = 1.2, 0.75
 NGRAM_WEIGHT = 0.7  # the characters' share of the lexical score (tuned on the dev questions)
 
@@ -197,6 +198,7 @@ class Index:
             "paragraphs": [
                 [p.id, p.text, p.chapter, p.section, p.page, p.title] for p in self.paragraphs
             ],
+            "fingerprints": {p.id: fingerprint(p.text) for p in self.paragraphs},
             "words": self.words.terms,
             "chars": self.chars.terms,
         }
@@ -219,20 +221,10 @@ class Index:
     @classmethod
     def load(cls, path: str | Path) -> Index:
         """The index at `path`; its user-dictionary words are added to the tokenizer."""
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-            meta = orjson.loads(arrays["meta"].tobytes())
-        except FileNotFoundError:
-            raise IndexUnavailable(missing_index(path)) from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
+        arrays, meta = _read(path)
         if meta.get("format") != FORMAT:
             raise IndexUnavailable(f"{path} has index format {meta.get('format')}; rebuild it")
-        paragraphs = [
-            Paragraph(id=i, text=t, chapter=c, section=s, page=pg, title=ti)
-            for i, t, c, s, pg, ti in meta["paragraphs"]
-        ]
+        paragraphs = _paragraphs(meta)
         n = len(paragraphs)
         segment.add_words(meta["userdict"])
         return cls(
@@ -245,3 +237,38 @@ class Index:
             vectors=arrays.get("vectors"),
             built_at=meta["built_at"],
         )
+
+
+def _read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        return arrays, orjson.loads(arrays["meta"].tobytes())
+    except FileNotFoundError:
+        raise IndexUnavailable(missing_index(path)) from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
+
+
+def _paragraphs(meta: dict) -> list[Paragraph]:
+    return [
+        Paragraph(id=i, text=t, chapter=c, section=s, page=pg, title=ti)
+        for i, t, c, s, pg, ti in meta["paragraphs"]
+    ]
+
+
+def read_paragraphs(path: str | Path) -> list[Paragraph]:
+    """The paragraphs an index file of any format version holds (to compare editions)."""
+    _, meta = _read(path)
+    try:
+        return _paragraphs(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexUnavailable(f"{path} holds no paragraphs ({exc})") from None
+
+
+def current_format(path: str | Path) -> bool:
+    """Whether the file at `path` is an index this version of the code serves."""
+    try:
+        return _read(path)[1].get("format") == FORMAT
+    except IndexUnavailable:
+        return False

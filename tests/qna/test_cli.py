@@ -50,14 +50,17 @@ def test_build_reads_a_jsonl_corpus(make_app, tmp_path):
     assert [p.id for p in Index.load(out).paragraphs] == ["a", "b"]
 
 
-def test_build_if_missing_keeps_an_existing_index(make_app, tmp_path):
+def test_build_if_missing_keeps_an_existing_index(make_app, tmp_path, qna_index):
     out = tmp_path / "idx.npz"
-    out.write_bytes(b"old")
-    result = invoke(
-        make_app(), "build", "--corpus", str(HANDBOOK), "--out", str(out), "--if-missing"
-    )
+    out.write_bytes(qna_index.read_bytes())
+    args = ["build", "--corpus", str(HANDBOOK), "--out", str(out), "--if-missing"]
+    result = invoke(make_app(), *args)
     assert result.exit_code == 0 and "kept" in result.output
-    assert out.read_bytes() == b"old"
+    assert out.read_bytes() == qna_index.read_bytes()
+    out.write_bytes(b"old")  # not an index: built
+    result = invoke(make_app(), *args)
+    assert result.exit_code == 0 and "the earlier index cannot be read" in result.output
+    assert Index.load(out).paragraphs == load(HANDBOOK)
 
 
 def test_build_names_a_bad_corpus(make_app, tmp_path):
