@@ -366,10 +366,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QNA_USERDICT", text, "data/jieba-userdict.txt", "domain words jieba keeps whole"),
     # Tests build small handbooks of their own: the demo's FAQ and questions would not fit.
     Setting("QNA_FAQ", text, "data/qna/faq.txt", "the office's FAQ file; empty: none", test=""),
+    Setting("QNA_SYNONYMS", text, "data/qna/synonyms.txt",
+            "the office's synonyms, one group per line; empty: none", test=""),
     Setting("QNA_QUESTIONS", text, "data/qna/dev-questions.jsonl",
             "question files whose paragraph ids `flask qna build` checks (comma-separated)",
             test=""),
-    Setting("QNA_MIN_SCORE", real(0, 1), 0.1, "lexical score below which there is no answer"),
+    Setting("QNA_MIN_SCORE", real(0, 1), 0.095, "lexical score below which there is no answer"),
     Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
     Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
     Setting("BERT_HOST", host, "", "the bert-serving server; empty: no BERT backend"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 from flask import current_app
 
@@ -27,6 +26,7 @@ from berater.db import db
 from berater.extensions import qna
 from berater.models import SourceStudent, Student
 from berater.pages import links
+from berater.qna.answers import answer_url
 
 Handler = Callable[[Message], str | None]
 RouteKey = tuple[str, str | None] | tuple[str, str, str]
@@ -70,21 +70,13 @@ def default_reply(message: Message) -> str | None:
     return _setting("WECHAT_DEFAULT_REPLY")
 
 
-def _answer_link(question: str) -> str:
-    base = links.answer_url()
-    if not base:
-        return ""
-    joiner = "&" if "?" in base else "?"
-    return f"{base}{joiner}{urlencode({'q': question[:MAX_QUESTION]})}"
-
-
 def answer(question: str) -> str:
     """The Q&A bot's best answer to `question`, fitted to WeChat's text limit."""
     question = question.strip()[:MAX_QUESTION]
     found = qna.answer(question) if question else None
     if not found:
         return fit_text(_setting("WECHAT_QNA_NOT_READY"), links.answer_url())
-    return fit_text(found, _answer_link(question))
+    return fit_text(found, answer_url(question))
 
 
 def question(message: Message) -> str | None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from flask import Flask, current_app
 
@@ -54,8 +55,21 @@ class PlaceholderBackend:
         return None
 
 
+def answer_url(question: str) -> str:
+    """The full answer's page for `question`: the Q&A page (WECHAT_ANSWER_URL, or the
+    service's own) with `q`; "" when there is none."""
+    from berater.pages import links
+
+    base = links.answer_url()
+    if not base:
+        return ""
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}{urlencode({'q': question[:MAX_QUESTION]})}"
+
+
 class HandbookBackend:
-    """Answers from the handbook index, ranked the way `mode` says."""
+    """Answers from the handbook index, ranked the way `mode` says: the best sentences first,
+    with a link to the full answer's page when there is one."""
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
@@ -71,7 +85,7 @@ class HandbookBackend:
         except BertUnavailable as exc:
             log.warning("BERT unavailable, answering from the index alone: %s", exc)
             result = engine.search(question, k=1, mode="lexical")
-        return reply_text(result)
+        return reply_text(result, answer_url(question))
 
 
 BACKENDS: dict[str, Callable[[], Backend]] = {

@@ -14,19 +14,22 @@ from flask.cli import AppGroup
 from tqdm import tqdm
 
 from berater import PROJECT_ROOT
+from berater.qna import faq as faq_file
 from berater.qna import ids, segment
 from berater.qna.answers import index_path
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.corpus import CorpusError, Paragraph, load
 from berater.qna.engine import MODES, Engine, Thresholds
-from berater.qna.evaluate import evaluate, load_questions
+from berater.qna.evaluate import cross_validate, evaluate, load_questions, mean
 from berater.qna.index import (
+    HEADING_WEIGHT,
     NGRAM_WEIGHT,
     Index,
     IndexUnavailable,
     current_format,
     read_paragraphs,
 )
+from berater.qna.normalise import NO_SYNONYMS, Synonyms, SynonymsError, fold
 
 qna_cli = AppGroup("qna", help="The handbook Q&A: build its index, evaluate it, ask it.")
 
@@ -44,9 +47,57 @@ def _userdict(path: str | None) -> list[str]:
     return segment.read_userdict(chosen)
 
 
-def _build(paragraphs: list[Paragraph], words: list[str], ngram_weight: float) -> Index:
+def _synonyms(path: str | None = None) -> Synonyms:
+    chosen = path if path is not None else current_app.config.get("QNA_SYNONYMS", "")
+    if not chosen:
+        return NO_SYNONYMS
+    try:
+        return Synonyms.load(project_path(chosen))
+    except FileNotFoundError:
+        raise click.ClickException(f"no synonyms file at {project_path(chosen)}") from None
+    except SynonymsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _faq(path: Path | None) -> faq_file.Faq | None:
+    if path is None:
+        return None
+    try:
+        return faq_file.load(path)
+    except CorpusError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _build(
+    paragraphs: list[Paragraph],
+    words: list[str],
+    ngram_weight: float,
+    heading_weight: float = HEADING_WEIGHT,
+    synonyms: Synonyms = NO_SYNONYMS,
+    faq: faq_file.Faq | None = None,
+) -> Index:
     with tqdm(total=len(paragraphs), desc="segmenting", unit="para", file=sys.stderr) as bar:
-        return Index.build(paragraphs, words, ngram_weight=ngram_weight, progress=bar.update)
+        return Index.build(
+            paragraphs,
+            words,
+            ngram_weight=ngram_weight,
+            heading_weight=heading_weight,
+            synonyms=synonyms,
+            faq=faq,
+            progress=bar.update,
+        )
+
+
+def _report_synonyms(synonyms: Synonyms, paragraphs: list[Paragraph]) -> None:
+    if not synonyms.groups:
+        return
+    unmatched = synonyms.unmatched(fold(f"{p.section} {p.text}") for p in paragraphs)
+    click.echo(
+        f"synonyms: {len(synonyms.groups)} groups, {len(unmatched)} matching nothing in the "
+        "handbook"
+    )
+    for group in unmatched:
+        click.echo(f"  matches nothing: {' '.join(group)}")
 
 
 def _embed(engine: Engine) -> bool:
@@ -79,7 +130,8 @@ def reviewed_path(target: Path) -> Path:
 
 def _faq_path(path: str | None = None) -> Path | None:
     chosen = path if path is not None else current_app.config.get("QNA_FAQ", "")
-    return project_path(chosen) if chosen else None
+    found = project_path(chosen) if chosen else None
+    return found if found is not None and found.is_file() else None
 
 
 def _question_paths(given: Sequence[str] = ()) -> list[Path]:
@@ -154,6 +206,7 @@ def build_index_file(
     out: str | Path | None = None,
     ngram_weight: float = NGRAM_WEIGHT,
     *,
+    heading_weight: float = HEADING_WEIGHT,
     previous: str | None = None,
     questions: Sequence[str] = (),
     strict: bool = False,
@@ -194,7 +247,11 @@ def build_index_file(
         raise click.ClickException(
             f"{len(problems)} references to review (--strict); the index was not written"
         )
-    index = _build(paragraphs, _userdict(userdict), ngram_weight)
+    synonyms = _synonyms()
+    _report_synonyms(synonyms, paragraphs)
+    index = _build(
+        paragraphs, _userdict(userdict), ngram_weight, heading_weight, synonyms, _faq(faq)
+    )
     engine = Engine(index, encoder_from_config(current_app.config))
     embedded = _embed(engine)
     if problems and not accept:
@@ -208,6 +265,7 @@ def build_index_file(
     click.echo(
         f"terms: {len(index.words.terms)} words, {len(index.chars.terms)} characters and bigrams"
     )
+    click.echo(f"FAQ: {len(index.faq)} entries")
     click.echo(f"BERT embeddings: {'yes' if embedded else 'no'}")
     click.echo(f"seconds: {seconds:.2f}")
     click.echo(f"written: {target} ({size / 1024:.0f} KiB)")
@@ -221,6 +279,9 @@ def build_index_file(
 @click.option(
     "--ngram-weight", default=NGRAM_WEIGHT, show_default=True, type=click.FloatRange(0, 1)
 )
+@click.option(
+    "--heading-weight", default=HEADING_WEIGHT, show_default=True, type=click.FloatRange(0, 5)
+)
 @click.option("--if-missing", is_flag=True, help="do nothing when an index of this version exists")
 @click.option("--previous", type=click.Path(exists=True, dir_okay=False), help="earlier index")
 @click.option("--questions", multiple=True, help="question files to check (default QNA_QUESTIONS)")
@@ -231,6 +292,7 @@ def build_command(
     userdict: str | None,
     out: str | None,
     ngram_weight: float,
+    heading_weight: float,
     if_missing: bool,
     previous: str | None,
     questions: tuple[str, ...],
@@ -247,6 +309,7 @@ def build_command(
         userdict,
         target,
         ngram_weight,
+        heading_weight=heading_weight,
         previous=previous,
         questions=questions,
         strict=strict,
@@ -260,30 +323,102 @@ def build_command(
     "--questions", required=True, type=click.Path(exists=True, dir_okay=False), help="JSONL"
 )
 @click.option("--userdict", help="jieba user dictionary (default QNA_USERDICT)")
+@click.option("--synonyms", help="synonyms file (default QNA_SYNONYMS; '' for none)")
+@click.option("--faq", help="FAQ file (default QNA_FAQ; '' for none)")
 @click.option("--mode", type=click.Choice(MODES), default="lexical", show_default=True)
 @click.option(
     "--ngram-weight", default=NGRAM_WEIGHT, show_default=True, type=click.FloatRange(0, 1)
 )
+@click.option(
+    "--heading-weight", default=HEADING_WEIGHT, show_default=True, type=click.FloatRange(0, 5)
+)
+@click.option(
+    "--cv",
+    type=click.IntRange(2, 100),
+    help="cross-validate over chapters in this many folds (lexical)",
+)
 def eval_command(
-    corpus: str | None, questions: str, userdict: str | None, mode: str, ngram_weight: float
+    corpus: str | None,
+    questions: str,
+    userdict: str | None,
+    synonyms: str | None,
+    faq: str | None,
+    mode: str,
+    ngram_weight: float,
+    heading_weight: float,
+    cv: int | None,
 ) -> None:
-    """Build a fresh index from the corpus and print top-1, recall@3 and MRR@10."""
+    """Build a fresh index from the corpus and print top-1, recall@3, MRR@10, how often an
+    answer was right and how many unanswerable questions were declined; the FAQ's answers
+    are counted apart. With --cv K, choose the weights and threshold on the other chapters'
+    questions and print each fold's held-out figures and their mean."""
     try:
         asked = load_questions(questions)
     except CorpusError as exc:
         raise click.ClickException(str(exc)) from None
-    index = _build(_load_corpus(corpus), _userdict(userdict), ngram_weight)
+    faq_path = _faq_path(faq)
+    index = _build(
+        _load_corpus(corpus),
+        _userdict(userdict),
+        ngram_weight,
+        heading_weight,
+        _synonyms(synonyms),
+        _faq(faq_path),
+    )
     config = current_app.config
     engine = Engine(index, encoder_from_config(config), Thresholds.from_config(config))
     if mode != "lexical" and not _embed(engine):
         raise click.ClickException(f"mode {mode} needs a BERT server (BERT_HOST)")
+    faq_shown = ids.shown(faq_path) if faq_path else "none"
+    if cv:
+        _cross_validate(engine, asked, cv, faq_shown)
+        return
     try:
         metrics = evaluate(engine, asked, mode)  # type: ignore[arg-type]
+        bare = evaluate(engine, asked, mode, use_faq=False) if len(index.faq) else metrics  # type: ignore[arg-type]
     except (CorpusError, BertUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"mode: {mode}, ngram weight: {ngram_weight}")
+    click.echo(
+        f"mode: {mode}, ngram weight: {ngram_weight}, heading weight: {heading_weight}, "
+        f"threshold: {engine.thresholds.floor(mode)}"  # type: ignore[arg-type]
+    )
     for line in metrics.lines():
         click.echo(line)
+    click.echo(
+        f"FAQ ({faq_shown}, {len(index.faq)} entries): answered {metrics.faq_questions} "
+        f"questions first ({metrics.faq_right} right at top-1, "
+        f"{metrics.faq_wrong_unanswerable} of them unanswerable)"
+    )
+    click.echo(f"without the FAQ: {bare.short()}")
+
+
+def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> None:
+    for use_faq in (True, False) if len(engine.index.faq) else (False,):
+        try:
+            folds, overall = cross_validate(engine, asked, k, use_faq)
+        except CorpusError as exc:
+            raise click.ClickException(str(exc)) from None
+        label = f"with the FAQ ({faq_shown})" if use_faq else "without the FAQ"
+        click.echo(f"cross-validation over chapters, {k} folds, {label}:")
+        for part in folds:
+            held = part.held_out
+            click.echo(
+                f"  fold {part.number} ({', '.join(part.chapters)}): chosen ngram "
+                f"{part.ngram_weight}, heading {part.heading_weight}, threshold "
+                f"{part.threshold}; held out {held.questions} answerable, "
+                f"{held.unanswerable} unanswerable: {held.short()}"
+            )
+        averaged = mean([part.held_out for part in folds])
+        click.echo(
+            f"  mean: top-1 {averaged['top1']:.3f}, recall@3 {averaged['recall3']:.3f}, "
+            f"MRR@10 {averaged['mrr10']:.3f}, answered {averaged['answered']:.3f}, right "
+            f"when answered {averaged['right_when_answered']:.3f}, declined "
+            f"{averaged['declined']:.3f}"
+        )
+        click.echo(
+            f"  chosen the same way on every question: ngram {overall.ngram_weight}, heading "
+            f"{overall.heading_weight}, threshold {overall.threshold}"
+        )
 
 
 @qna_cli.command("ask")

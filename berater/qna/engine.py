@@ -1,27 +1,37 @@
 """Questions to answers: top-k paragraphs with scores and sources, or "no answer" with hints.
 
-Three ways to rank: `lexical` (the index's BM25 blend), `bert` (cosine between the
-question's BERT embedding and the paragraphs' embeddings stored in the index) and `hybrid`
-(a weighted blend of the two). Below the mode's threshold the best paragraph is not an
-answer: the result then suggests the closest sections instead.
+A question that matches a variant of the office's FAQ (after normalisation, exactly or
+closely) is answered first by that entry: its short answer and the paragraphs it names.
+The rest are ranked in one of three ways: `lexical` (the index's BM25 blend), `bert` (cosine
+between the question's BERT embedding and the paragraphs' embeddings stored in the index)
+and `hybrid` (a weighted blend of the two). Below the mode's threshold the best paragraph is
+not an answer: the result then suggests the closest sections instead. Each answer carries
+its best sentence or two for the question (`highlight`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
+from berater.qna import segment
 from berater.qna.bert import BertEncoder, BertUnavailable
+from berater.qna.faq import Match
 from berater.qna.index import Index, document_text
+from berater.qna.normalise import fold
 from berater.settings import default
 
 Mode = Literal["lexical", "bert", "hybrid"]
 MODES: tuple[Mode, ...] = ("lexical", "bert", "hybrid")
 MAX_QUESTION = 200
 SUGGESTIONS = 3
+FAQ_TITLE = "常见问题"
+SENTENCE = re.compile(r"(?<=[。；！？!?;])")
+SHORT_SENTENCE = 15  # characters: a best sentence this short takes the next one along
 
 
 class NoBertVectors(BertUnavailable):
@@ -37,10 +47,14 @@ class Hit:
     page: int | None
     title: str
     text: str
+    highlight: str = ""  # the sentence or two of `text` that best match the question
+    faq: bool = False  # the office's FAQ gave this answer
 
     @property
     def source(self) -> str:
         """`{chapter} {section} {page}页`, the original's way of citing a paragraph."""
+        if self.faq and not self.chapter and not self.section:
+            return self.title
         parts = [p for p in (self.chapter, self.section or self.title) if p]
         if self.page is not None:
             parts.append(f"{self.page}页")
@@ -53,6 +67,7 @@ class Result:
     mode: Mode
     hits: list[Hit]  # the answers, best first; empty when there is none
     suggestions: list[str]  # closest sections when there is no answer
+    faq: bool = False  # the first answers come from the office's FAQ
 
     @property
     def answered(self) -> bool:
@@ -127,16 +142,80 @@ class Engine:
             )
         return vectors @ vector
 
+    def faq_match(self, question: str) -> Match | None:
+        """The FAQ entry the question is a variant of, if any."""
+        return self.index.faq.match(self.index.prepare(question))
+
     def search(self, question: str, k: int = 3, mode: Mode = "lexical") -> Result:
-        """The top `k` answers to `question`, or none and the closest sections."""
-        scores = self.scores(question, mode)
+        """The top `k` answers to `question` (the FAQ's first), or none and the closest
+        sections."""
+        prepared = self.index.prepare(question)
+        if mode == "lexical":
+            scores = self.index.lexical_scores(prepared, prepared=True)
+        else:
+            scores = self.scores(question, mode)
         order = _top(scores, max(k, 20))
         floor = self.thresholds.floor(mode)
-        hits = [self._hit(i, scores[i]) for i in order[:k] if scores[i] >= floor]
+        grams = self._weights(prepared)
+        hits = self._faq_hits(self.index.faq.match(prepared), grams)
+        taken = {hit.id for hit in hits}
+        for i in order:
+            if len(hits) >= k or scores[i] < floor:
+                break
+            if self.index.paragraphs[i].id not in taken:
+                hits.append(self._hit(int(i), scores[i], grams))
+        hits = hits[:k]
         suggestions = [] if hits else self._closest_sections(order, scores)
-        return Result(question=question, mode=mode, hits=hits, suggestions=suggestions)
+        return Result(
+            question=question,
+            mode=mode,
+            hits=hits,
+            suggestions=suggestions,
+            faq=bool(hits) and hits[0].faq,
+        )
 
-    def _hit(self, i: int, score: float) -> Hit:
+    def _weights(self, prepared: str) -> dict[str, float]:
+        """The prepared question's characters and bigrams with their idf, and the words of
+        the synonym groups it names, for finding an answer's best sentence."""
+        vocab, idf = self.index.chars.vocab, self.index.chars.idf
+        weights: dict[str, float] = {}
+        for gram in set(segment.chars(prepared)):
+            i = vocab.get(gram)
+            if i is not None:
+                weights[gram] = float(idf[i])
+        top = max(weights.values(), default=0.0)
+        for head, words in self.index.synonyms.members.items():
+            if head in prepared:
+                for word in words:
+                    weights.setdefault(word, top)
+        return weights
+
+    def _faq_hits(self, match: Match | None, grams: dict[str, float]) -> list[Hit]:
+        if match is None:
+            return []
+        entry, score = match.entry, match.similarity
+        hits = []
+        if entry.answer:
+            hits.append(
+                Hit(
+                    id=f"faq:{entry.line}",
+                    score=score,
+                    chapter="",
+                    section="",
+                    page=None,
+                    title=FAQ_TITLE,
+                    text=entry.answer,
+                    highlight=entry.answer,
+                    faq=True,
+                )
+            )
+        position = self.index.position
+        for pid in entry.ids:
+            hit = self._hit(position[pid], score, grams)
+            hits.append(replace(hit, faq=True))
+        return hits
+
+    def _hit(self, i: int, score: float, grams: dict[str, float] | None = None) -> Hit:
         p = self.index.paragraphs[i]
         return Hit(
             id=p.id,
@@ -146,7 +225,25 @@ class Engine:
             page=p.page,
             title=p.title,
             text=p.text,
+            highlight=self.highlight(p.text, grams) if grams is not None else "",
         )
+
+    def highlight(self, text: str, weights: Mapping[str, float]) -> str:
+        """The sentence of `text` whose question grams (and synonyms) weigh most (`weights`:
+        each one's idf), with the next one when it is short."""
+        sentences = [s for s in SENTENCE.split(text) if s.strip()]
+        if len(sentences) < 2 or not weights:
+            return text
+        best, best_score = 0, -1.0
+        for n, sentence in enumerate(sentences):
+            folded = fold(sentence)
+            score = sum(w for gram, w in weights.items() if gram in folded)
+            if score > best_score:
+                best, best_score = n, score
+        chosen = sentences[best]
+        if len(chosen) < SHORT_SENTENCE and best + 1 < len(sentences):
+            chosen += sentences[best + 1]
+        return chosen.strip()
 
     def _closest_sections(self, order: np.ndarray, scores: np.ndarray) -> list[str]:
         found: list[str] = []
@@ -177,11 +274,21 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.argsort(-scores[part], kind="stable")]
 
 
-def reply_text(result: Result) -> str:
-    """What the webhook says: the best answer with its source, or the closest sections."""
+def reply_text(result: Result, link: str = "", limit: int = 2048) -> str:
+    """What the webhook says: the best answer with its source, or the closest sections.
+
+    With `link` (the full answer's page), the answer's best sentences lead, then its source
+    and the link, within `limit` UTF-8 bytes; without one, the whole paragraph."""
     if result.hits:
         best = result.hits[0]
-        return f"{best.text}\n——{best.source}"
+        lead = best.highlight or best.text
+        if not link or lead == best.text:
+            return f"{best.text}\n——{best.source}"
+        tail = f"\n——{best.source}\n全文：{link}"
+        room = limit - len(tail.encode("utf-8"))
+        if len(lead.encode("utf-8")) > room:
+            lead = lead.encode("utf-8")[: max(room - 3, 0)].decode("utf-8", "ignore") + "…"
+        return lead + tail
     if result.suggestions:
         lines = "\n".join(f"· {name}" for name in result.suggestions)
         return f"手册里没有找到确切的答案。可以看看这些章节：\n{lines}"

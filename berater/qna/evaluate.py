@@ -1,11 +1,22 @@
-"""Retrieval quality over a question set: top-1 accuracy, recall@3, MRR@10, no-answer rates.
+"""Retrieval quality over a question set: top-1 accuracy, recall@3, MRR@10, how often an
+answer given was right, how many unanswerable questions were declined, the FAQ's share; and
+cross-validation over the handbook's chapters.
 
 A question set is JSONL: `{"q": "...", "relevant": ["1.2.3", ...]}` per line; an empty
 `relevant` marks a question the handbook does not answer.
+
+Cross-validation (`qna eval --cv K`) puts each chapter's questions in one of K folds
+(chapter i in fold i mod K; unanswerable questions in turn) and, for each fold, chooses the
+weights (characters' share, headings' weight) that rank the other folds' questions best
+(top-1 plus recall@3) and the highest threshold that still answers 90 % of their answerable
+questions, then scores the held-out fold with them. The mean of the folds' figures is what
+the engine can be expected to do on questions it was not tuned on.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +24,12 @@ import numpy as np
 
 from berater.qna.corpus import CorpusError, jsonl_objects, read_lines
 from berater.qna.engine import Engine, Mode
+from berater.qna.index import blend
+
+NGRAM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
+HEADING_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+THRESHOLD_GRID = tuple(round(0.02 + 0.005 * i, 3) for i in range(77))  # 0.02 .. 0.40
+ANSWER_AT_LEAST = 0.9  # share of answerable questions a chosen threshold still answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +47,32 @@ class Metrics:
     answered: float  # share of answerable questions the engine answers (above its threshold)
     unanswerable: int
     declined: float  # share of unanswerable questions the engine declines
+    right_when_answered: float = 0.0  # share of answered answerable questions right at top-1
+    faq_questions: int = 0  # questions the FAQ answered first
+    faq_right: int = 0  # of those, answerable ones whose first answer was right
+    faq_wrong_unanswerable: int = 0  # unanswerable questions the FAQ answered
 
     def lines(self) -> list[str]:
+        declined = round(self.declined * self.unanswerable)
+        answered = round(self.answered * self.questions)
         return [
             f"questions: {self.questions} answerable, {self.unanswerable} unanswerable",
             f"top-1: {self.top1:.3f}",
             f"recall@3: {self.recall3:.3f}",
             f"MRR@10: {self.mrr10:.3f}",
-            f"answered (answerable, above the threshold): {self.answered:.3f}",
-            f"declined (unanswerable, below the threshold): {self.declined:.3f}",
+            f"answered (answerable, above the threshold): {self.answered:.3f}"
+            f" ({answered} of {self.questions})",
+            f"right when answered (top-1 of the answered): {self.right_when_answered:.3f}",
+            f"declined (unanswerable, below the threshold): {self.declined:.3f}"
+            f" ({declined} of {self.unanswerable})",
         ]
+
+    def short(self) -> str:
+        return (
+            f"top-1 {self.top1:.3f}, recall@3 {self.recall3:.3f}, MRR@10 {self.mrr10:.3f}, "
+            f"answered {self.answered:.3f}, right when answered "
+            f"{self.right_when_answered:.3f}, declined {self.declined:.3f}"
+        )
 
 
 def load_questions(path: str | Path) -> list[Question]:
@@ -65,27 +98,62 @@ def check_ids(questions: list[Question], known: set[str]) -> None:
         raise CorpusError(f"the questions name paragraphs the corpus lacks: {shown}")
 
 
-def evaluate(engine: Engine, questions: list[Question], mode: Mode = "lexical") -> Metrics:
-    """Rank every paragraph for every question and score the ranking."""
-    ids = [p.id for p in engine.index.paragraphs]
-    check_ids(questions, set(ids))
-    floor = engine.thresholds.floor(mode)
-    top1 = recall3 = mrr10 = answered = declined = 0.0
+@dataclass
+class Ranking:
+    """Each question's scores, and the paragraphs its FAQ match puts first."""
+
+    scores: np.ndarray  # questions x paragraphs
+    faq_first: list[list[int]]  # per question, the rows the FAQ answers with (may be empty)
+    faq_answered: np.ndarray  # per question: the FAQ answered it (ids or a short answer)
+
+
+def _faq(engine: Engine, question: str, use_faq: bool) -> tuple[list[int], bool]:
+    if not use_faq:
+        return [], False
+    match = engine.faq_match(question)
+    if match is None:
+        return [], False
+    position = engine.index.position
+    return [position[pid] for pid in match.entry.ids], True
+
+
+def rank(
+    engine: Engine, questions: Sequence[Question], mode: Mode, use_faq: bool = True
+) -> Ranking:
+    scores = np.vstack([engine.scores(q.q, mode) for q in questions])
+    faq = [_faq(engine, q.q, use_faq) for q in questions]
+    return Ranking(scores, [f[0] for f in faq], np.array([f[1] for f in faq], dtype=bool))
+
+
+def score(
+    ranking: Ranking, questions: Sequence[Question], ids: Sequence[str], floor: float
+) -> Metrics:
+    """The figures of a ranking at threshold `floor`."""
+    top1 = recall3 = mrr10 = answered = declined = right_answered = 0.0
+    faq_questions = faq_right = faq_wrong = 0
     answerable = 0
-    for question in questions:
-        scores = engine.scores(question.q, mode)
-        best = int(np.argmax(scores))
-        above = bool(scores[best] >= floor)
+    for n, question in enumerate(questions):
+        scores = ranking.scores[n]
+        first = ranking.faq_first[n]
+        by_faq = bool(ranking.faq_answered[n])
+        best = float(scores.max()) if len(scores) else 0.0
+        above = by_faq or best >= floor
+        faq_questions += by_faq
         if not question.relevant:
             declined += not above
+            faq_wrong += by_faq
             continue
         answerable += 1
         answered += above
-        top10 = [ids[i] for i in np.argsort(-scores, kind="stable")[:10]]
-        top1 += top10[0] in question.relevant
+        order = [int(i) for i in np.argsort(-scores, kind="stable")[:10]]
+        top10 = [ids[i] for i in [*first, *(i for i in order if i not in first)][:10]]
+        right = top10[0] in question.relevant if top10 else False
+        top1 += right
+        right_answered += right and above
+        faq_right += right and by_faq
         recall3 += len(question.relevant & set(top10[:3])) / len(question.relevant)
-        rank = next((n for n, pid in enumerate(top10, 1) if pid in question.relevant), None)
-        mrr10 += 1 / rank if rank else 0.0
+        place = next((k for k, pid in enumerate(top10, 1) if pid in question.relevant), None)
+        mrr10 += 1 / place if place else 0.0
     unanswerable = len(questions) - answerable
     per = max(answerable, 1)
     return Metrics(
@@ -96,4 +164,112 @@ def evaluate(engine: Engine, questions: list[Question], mode: Mode = "lexical") 
         answered=answered / per,
         unanswerable=unanswerable,
         declined=declined / max(unanswerable, 1),
+        right_when_answered=right_answered / max(answered, 1),
+        faq_questions=faq_questions,
+        faq_right=faq_right,
+        faq_wrong_unanswerable=faq_wrong,
     )
+
+
+def evaluate(
+    engine: Engine, questions: list[Question], mode: Mode = "lexical", use_faq: bool = True
+) -> Metrics:
+    """Rank every paragraph for every question and score the ranking."""
+    ids = [p.id for p in engine.index.paragraphs]
+    check_ids(questions, set(ids))
+    ranking = rank(engine, questions, mode, use_faq)
+    return score(ranking, questions, ids, engine.thresholds.floor(mode))
+
+
+# --- cross-validation over chapters ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    number: int
+    chapters: list[str]
+    ngram_weight: float
+    heading_weight: float
+    threshold: float
+    held_out: Metrics
+
+
+def folds_of(engine: Engine, questions: Sequence[Question], k: int) -> tuple[list[int], list[str]]:
+    """Each question's fold (its first relevant paragraph's chapter, in handbook order,
+    modulo k; unanswerable questions in turn) and the chapters in order."""
+    chapters = list(dict.fromkeys(p.chapter for p in engine.index.paragraphs))
+    if k < 2 or k > len(chapters):
+        raise CorpusError(f"--cv needs 2 to {len(chapters)} folds (one chapter each at most)")
+    by_id = {p.id: chapters.index(p.chapter) for p in engine.index.paragraphs}
+    folds, turn = [], 0
+    for question in questions:
+        if question.relevant:
+            folds.append(min(by_id[r] for r in question.relevant) % k)
+        else:
+            folds.append(turn % k)
+            turn += 1
+    return folds, chapters
+
+
+def _subset(ranking: Ranking, rows: np.ndarray, scores: np.ndarray) -> Ranking:
+    return Ranking(scores[rows], [ranking.faq_first[i] for i in rows], ranking.faq_answered[rows])
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    ngram_weight: float
+    heading_weight: float
+    threshold: float
+
+
+def cross_validate(
+    engine: Engine, questions: list[Question], k: int, use_faq: bool = True
+) -> tuple[list[Fold], Choice]:
+    """K folds over chapters: weights and threshold chosen on the others, scored on each;
+    and the weights and threshold the same procedure chooses on every question."""
+    index = engine.index
+    ids = [p.id for p in index.paragraphs]
+    check_ids(questions, set(ids))
+    folds, chapters = folds_of(engine, questions, k)
+    parts = [index.components(q.q) for q in questions]
+    words = np.vstack([p[0] for p in parts])
+    grams = np.vstack([p[1] for p in parts])
+    headings = np.vstack([p[2] for p in parts])  # type: ignore[misc]
+    base = rank(engine, questions, "lexical", use_faq)
+    blends = {
+        (w, h): blend((words, grams, headings), w, h)
+        for w, h in itertools.product(NGRAM_GRID, HEADING_GRID)
+    }
+
+    def choose(rows: np.ndarray) -> Choice:
+        asked = [questions[i] for i in rows]
+        best_key, best_value = (NGRAM_GRID[0], HEADING_GRID[0]), -1.0
+        for key, scores in blends.items():
+            m = score(_subset(base, rows, scores), asked, ids, floor=0.0)
+            if m.top1 + m.recall3 > best_value + 1e-9:
+                best_key, best_value = key, m.top1 + m.recall3
+        chosen = _subset(base, rows, blends[best_key])
+        threshold = THRESHOLD_GRID[0]
+        for floor in THRESHOLD_GRID:
+            if score(chosen, asked, ids, floor).answered >= ANSWER_AT_LEAST:
+                threshold = floor
+        return Choice(best_key[0], best_key[1], threshold)
+
+    fold_of = np.array(folds)
+    results = []
+    for number in range(k):
+        made = choose(np.flatnonzero(fold_of != number))
+        test = np.flatnonzero(fold_of == number)
+        scores = blends[(made.ngram_weight, made.heading_weight)]
+        held = score(_subset(base, test, scores), [questions[i] for i in test], ids, made.threshold)
+        names = [c for i, c in enumerate(chapters) if i % k == number]
+        results.append(
+            Fold(number + 1, names, made.ngram_weight, made.heading_weight, made.threshold, held)
+        )
+    return results, choose(np.arange(len(questions)))
+
+
+def mean(metrics: Sequence[Metrics]) -> dict[str, float]:
+    """The folds' figures averaged (each fold counts once)."""
+    fields = ("top1", "recall3", "mrr10", "answered", "right_when_answered", "declined")
+    return {f: float(np.mean([getattr(m, f) for m in metrics])) for f in fields}

@@ -19,7 +19,7 @@ least one variant and an answer, ids, or both. Either colon (`:` or `：`) may f
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,3 +117,96 @@ def rewrite_ids(line: str, mapping: dict[str, str]) -> str:
     ids = match.group(2).replace("，", " ").replace(",", " ").split()
     head = line[: line.index(match.group(2))] if match.group(2) else line
     return head + " ".join(mapping.get(pid, pid) for pid in ids)
+
+
+# --- matching questions to the entries -------------------------------------------------
+
+CLOSE = 0.6  # Jaccard of character bigrams from which a question is taken for a variant
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """An entry as the index keeps it: its normalised variants, ids and short answer."""
+
+    line: int
+    variants: tuple[str, ...]
+    ids: tuple[str, ...]
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    entry: Compiled
+    similarity: float  # 1.0 for an exact match
+
+
+def _key(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def _grams(key: str) -> frozenset[str]:
+    if len(key) < 2:
+        return frozenset([key]) if key else frozenset()
+    return frozenset(key[i : i + 2] for i in range(len(key) - 1))
+
+
+class FaqIndex:
+    """The entries' variants by their normalised text (exact matches) and by their character
+    bigrams (close matches). Variants and questions are normalised alike by the caller."""
+
+    def __init__(self, entries: Iterable[Compiled], close: float = CLOSE) -> None:
+        self.entries = list(entries)
+        self.close = close
+        self._exact: dict[str, Compiled] = {}
+        self._grams: list[tuple[frozenset[str], Compiled]] = []
+        self._postings: dict[str, list[int]] = {}
+        for entry in self.entries:
+            for variant in entry.variants:
+                key = _key(variant)
+                if not key:
+                    continue
+                self._exact.setdefault(key, entry)
+                grams = _grams(key)
+                for gram in grams:
+                    self._postings.setdefault(gram, []).append(len(self._grams))
+                self._grams.append((grams, entry))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def match(self, normalised: str) -> Match | None:
+        """The entry whose variant is `normalised` (a normalised question), exactly or at
+        least `close` similar; None when there is none."""
+        if not self.entries:
+            return None
+        key = _key(normalised)
+        exact = self._exact.get(key)
+        if exact is not None:
+            return Match(exact, 1.0)
+        grams = _grams(key)
+        if not grams:
+            return None
+        overlap: dict[int, int] = {}
+        for gram in grams:
+            for i in self._postings.get(gram, ()):
+                overlap[i] = overlap.get(i, 0) + 1
+        best, score = None, self.close
+        size = len(grams)
+        for i, shared in overlap.items():
+            similarity = shared / (size + len(self._grams[i][0]) - shared)
+            if similarity >= score:
+                best, score = i, similarity
+        return None if best is None else Match(self._grams[best][1], round(score, 4))
+
+
+def compile_entries(faq: Faq, normalise: Callable[[str], str], known: set[str]) -> list[Compiled]:
+    """The FAQ's entries for the index: variants normalised, ids the handbook lacks left out
+    (the build reports them), and entries left with nothing to answer dropped."""
+    compiled = []
+    for entry in faq.entries:
+        ids = tuple(pid for pid in entry.ids if pid in known)
+        if not ids and not entry.answer:
+            continue
+        variants = tuple(dict.fromkeys(normalise(v) for _, v in entry.variants))
+        compiled.append(Compiled(entry.line, variants, ids, entry.answer))
+    return compiled

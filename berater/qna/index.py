@@ -26,11 +26,14 @@ import orjson
 
 from berater.qna import segment
 from berater.qna.corpus import Paragraph
+from berater.qna.faq import Compiled, Faq, FaqIndex, compile_entries
 from berater.qna.ids import fingerprint
+from berater.qna.normalise import NO_SYNONYMS, Synonyms, document_texts, question_text
 
-FORMAT = 2  # 2: each paragraph's text fingerprint is recorded
+FORMAT = 2  # 2: fingerprints, the heading field, synonyms
 K1, B = 1.2, 0.75
-NGRAM_WEIGHT = 0.7  # the characters' share of the lexical score (tuned on the dev questions)
+NGRAM_WEIGHT = 0.95  # the characters' share of the text score (cross-validated, README)
+HEADING_WEIGHT = 0.2  # the chapter and section titles' weight beside the text's (1)
 
 
 class IndexUnavailable(RuntimeError):
@@ -135,16 +138,27 @@ def document_text(paragraph: Paragraph) -> str:
     return f"{heading} {paragraph.text}"
 
 
+def heading_text(paragraph: Paragraph) -> str:
+    """The heading field: the chapter's and the section's names (or the title)."""
+    names = [paragraph.chapter, paragraph.section or paragraph.title]
+    return " ".join(ORDINAL.sub("", name) for name in names if name)
+
+
 @dataclass
 class Index:
-    """Paragraphs, their word and character BM25 matrices, and optional BERT vectors."""
+    """Paragraphs, their word and character BM25 matrices, the heading field's, and optional
+    BERT vectors; the synonyms they were built with."""
 
     paragraphs: list[Paragraph]
     words: Bm25
     chars: Bm25
+    headings: Bm25
     userdict: list[str]
     ngram_weight: float
     build_id: str
+    heading_weight: float = HEADING_WEIGHT
+    synonyms: Synonyms = NO_SYNONYMS
+    faq: FaqIndex = field(default_factory=lambda: FaqIndex([]))
     vectors: np.ndarray | None = None  # BERT embeddings, one L2-normalised row per paragraph
     built_at: float = 0.0
 
@@ -155,23 +169,40 @@ class Index:
         userdict: Sequence[str] = (),
         *,
         ngram_weight: float = NGRAM_WEIGHT,
+        heading_weight: float = HEADING_WEIGHT,
+        synonyms: Synonyms = NO_SYNONYMS,
+        faq: Faq | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Index:
-        """Segment every paragraph and fit both matrices; `progress(n)` after each paragraph."""
-        segment.add_words(userdict)
-        word_docs, char_docs = [], []
-        for paragraph in paragraphs:
-            text = document_text(paragraph)
+        """Segment every paragraph and fit the matrices, and compile the FAQ's entries;
+        `progress(n)` after each paragraph."""
+        words = [*userdict, *synonyms.heads]
+        segment.add_words(words)
+        texts = document_texts([document_text(p) for p in paragraphs], synonyms)
+        headings = document_texts([heading_text(p) for p in paragraphs], synonyms)
+        word_docs, char_docs, heading_docs = [], [], []
+        for text, heading in zip(texts, headings, strict=True):
             word_docs.append(segment.words(text))
             char_docs.append(segment.chars(text))
+            heading_docs.append(segment.chars(heading))
             if progress:
                 progress(1)
         return cls(
             paragraphs=list(paragraphs),
             words=Bm25.fit(word_docs),
             chars=Bm25.fit(char_docs),
-            userdict=list(userdict),
+            headings=Bm25.fit(heading_docs),
+            userdict=words,
             ngram_weight=ngram_weight,
+            heading_weight=heading_weight,
+            synonyms=synonyms,
+            faq=FaqIndex(
+                compile_entries(
+                    faq, lambda q: question_text(q, synonyms), {p.id for p in paragraphs}
+                )
+                if faq is not None
+                else []
+            ),
             build_id=uuid.uuid4().hex,
             built_at=time.time(),
         )
@@ -179,13 +210,36 @@ class Index:
     def __len__(self) -> int:
         return len(self.paragraphs)
 
-    def lexical_scores(self, question: str) -> np.ndarray:
-        """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`."""
-        scores = self.words.scores(segment.words(question))
-        if self.ngram_weight:
-            grams = self.chars.scores(segment.chars(question))
-            scores = (1 - self.ngram_weight) * scores + self.ngram_weight * grams
-        return scores
+    @property
+    def position(self) -> dict[str, int]:
+        """Each paragraph's row by its id."""
+        found = self.__dict__.get("_position")
+        if found is None:
+            found = self.__dict__["_position"] = {p.id: i for i, p in enumerate(self.paragraphs)}
+        return found
+
+    def prepare(self, question: str) -> str:
+        """The question as it is searched: folded, stripped of scaffolding, synonyms read."""
+        return question_text(question, self.synonyms)
+
+    def components(
+        self, question: str, headings: bool = True, *, prepared: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The question's word, character and heading scores, each 0..1 per paragraph (the
+        heading scores None unless `headings`); `prepared`: the question is `prepare`d."""
+        text = question if prepared else self.prepare(question)
+        grams = segment.chars(text)
+        return (
+            self.words.scores(segment.words(text)),
+            self.chars.scores(grams),
+            self.headings.scores(grams) if headings else None,
+        )
+
+    def lexical_scores(self, question: str, *, prepared: bool = False) -> np.ndarray:
+        """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`, and
+        the heading field's BM25 at `heading_weight` beside them."""
+        parts = self.components(question, bool(self.heading_weight), prepared=prepared)
+        return blend(parts, self.ngram_weight, self.heading_weight)
 
     def save(self, path: str | Path) -> int:
         """Write the index to `path` atomically (workers may be reading the old one); bytes."""
@@ -194,6 +248,9 @@ class Index:
             "build_id": self.build_id,
             "built_at": self.built_at,
             "ngram_weight": self.ngram_weight,
+            "heading_weight": self.heading_weight,
+            "synonyms": self.synonyms.groups,
+            "faq": [[e.line, list(e.variants), list(e.ids), e.answer] for e in self.faq.entries],
             "userdict": self.userdict,
             "paragraphs": [
                 [p.id, p.text, p.chapter, p.section, p.page, p.title] for p in self.paragraphs
@@ -201,11 +258,13 @@ class Index:
             "fingerprints": {p.id: fingerprint(p.text) for p in self.paragraphs},
             "words": self.words.terms,
             "chars": self.chars.terms,
+            "headings": self.headings.terms,
         }
         arrays = {
             "meta": np.frombuffer(orjson.dumps(meta), dtype=np.uint8),
             **self.words.arrays("words"),
             **self.chars.arrays("chars"),
+            **self.headings.arrays("headings"),
         }
         if self.vectors is not None:
             arrays["vectors"] = self.vectors.astype(np.float32)
@@ -231,8 +290,12 @@ class Index:
             paragraphs=paragraphs,
             words=Bm25.from_arrays(arrays, "words", meta["words"], n),
             chars=Bm25.from_arrays(arrays, "chars", meta["chars"], n),
+            headings=Bm25.from_arrays(arrays, "headings", meta["headings"], n),
             userdict=meta["userdict"],
             ngram_weight=meta["ngram_weight"],
+            heading_weight=meta["heading_weight"],
+            synonyms=Synonyms(meta["synonyms"]),
+            faq=FaqIndex(Compiled(ln, tuple(v), tuple(i), a) for ln, v, i, a in meta["faq"]),
             build_id=meta["build_id"],
             vectors=arrays.get("vectors"),
             built_at=meta["built_at"],
@@ -272,3 +335,17 @@ def current_format(path: str | Path) -> bool:
         return _read(path)[1].get("format") == FORMAT
     except IndexUnavailable:
         return False
+
+
+def blend(
+    components: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    ngram_weight: float,
+    heading_weight: float,
+) -> np.ndarray:
+    """The lexical score from its parts: text (words and characters) at weight 1, headings at
+    `heading_weight`, divided by their sum so that it stays 0..1."""
+    words, grams, headings = components
+    text = words if not ngram_weight else (1 - ngram_weight) * words + ngram_weight * grams
+    if not heading_weight or headings is None:
+        return text
+    return (text + heading_weight * headings) / (1 + heading_weight)

@@ -40,6 +40,8 @@ class AnswerOut(BaseModel):
     title: str
     text: str
     source: str = Field(description="`{chapter} {section} {page}页`")
+    highlight: str = Field(description="the sentence or two of `text` that best match the question")
+    faq: bool = Field(description="the answer comes from the office's FAQ")
 
 
 class QnaOut(BaseModel):
@@ -48,6 +50,7 @@ class QnaOut(BaseModel):
     answered: bool
     answers: list[AnswerOut] = Field(description="best first; empty when there is no answer")
     suggestions: list[str] = Field(description="the closest sections when there is no answer")
+    faq: bool = Field(description="the first answers come from the office's FAQ")
     text: str = Field(
         description="the original format: `{chapter} {section} {page}页\\n{text}` per answer, "
         "joined by blank lines; the no-answer message when there is none"

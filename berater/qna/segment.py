@@ -50,8 +50,12 @@ def tokenizer() -> jieba.Tokenizer:
 
 
 def warm() -> None:
-    """Load jieba's dictionary now (at start-up) rather than on the first question."""
+    """Load jieba's dictionary and OpenCC's now (at start-up) rather than on the first
+    question."""
+    from berater.qna.normalise import fold
+
     tokenizer().lcut("预热")
+    fold("預熱")
 
 
 def add_words(words: Iterable[str]) -> None:

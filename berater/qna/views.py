@@ -31,6 +31,7 @@ def _answer(result: Result) -> dict:
         "answered": result.answered,
         "answers": [{**asdict(hit), "source": hit.source} for hit in result.hits],
         "suggestions": result.suggestions,
+        "faq": result.faq,
         "text": result.text() if result.answered else reply_text(result),
     }
 

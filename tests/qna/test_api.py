@@ -49,6 +49,8 @@ def test_a_student_gets_answers_with_their_sources(qna_client, student):
     assert best["text"].startswith("图书馆自习区每天早上七点开放")
     assert 0 < best["score"] <= 1
     assert len(data["answers"]) <= 3 and data["suggestions"] == []
+    assert best["highlight"] == best["text"]  # one sentence: all of it
+    assert best["faq"] is False and data["faq"] is False
 
 
 def test_the_original_text_format_is_in_the_answer(qna_client, student):
@@ -110,3 +112,28 @@ def test_without_an_index_the_endpoint_says_how_to_build_it(make_app, tmp_path):
     response = ask(client, bearer(token_for(client, "o_qna_student2")), q="图书馆")
     assert response.status_code == 503
     assert "qna build" in response.get_json()["error"]
+
+
+def test_an_faq_answer_is_marked_and_carries_its_best_sentence(make_app, tmp_path):
+    from berater.qna import faq
+    from berater.qna.corpus import load
+    from berater.qna.index import Index
+    from tests.conftest import HANDBOOK
+
+    path = tmp_path / "faq.txt"
+    path.write_text("问：图书馆几点关门\n答：晚上十一点。\n见：3.2.1\n", encoding="utf-8")
+    index = tmp_path / "faq-index.npz"
+    Index.build(load(HANDBOOK), faq=faq.load(path)).save(index)
+    app = make_app(QNA_INDEX=str(index))
+    client = app.test_client()
+    with app.app_context():
+        factories.student("o_qna_faq", factories.source_student())
+        db.session.commit()
+    data = ask(client, bearer(token_for(client, "o_qna_faq")), q="請問圖書館幾點關門？").get_json()
+    answers = data["data"]["answers"]
+    assert data["data"]["faq"] is True
+    assert [(a["id"], a["faq"], a["source"]) for a in answers[:2]] == [
+        ("faq:1", True, "常见问题"),
+        ("3.2.1", True, "第三章 图书馆 第二节 开放时间 41页"),
+    ]
+    assert answers[0]["text"] == answers[0]["highlight"] == "晚上十一点。"

@@ -140,6 +140,27 @@ def test_the_webhook_answers_a_text_from_the_handbook(make_app, qna_index, wecha
     assert reply["Content"].endswith("——第三章 图书馆 第一节 借阅 40页")
 
 
+def test_the_webhook_leads_with_the_best_sentence_and_links_the_answer_page(
+    make_app, wechat, tmp_path
+):
+    handbook = tmp_path / "h.txt"
+    handbook.write_text(
+        "# 第三章 图书馆\n## 第一节 借阅\n@page 40\n"
+        "本科生可同时外借图书二十册，借期为三十天。图书到期前可以续借一次。"
+        "逾期归还的，每册每天收取逾期费零点一元。\n",
+        encoding="utf-8",
+    )
+    index = tmp_path / "i.npz"
+    Index.build(load(handbook)).save(index)
+    link = "https://berater.test/qna/answer"
+    app = make_app(QNA_INDEX=str(index), QNA_MIN_SCORE=0.01, WECHAT_ANSWER_URL=link)
+    reply = reply_fields(post(app.test_client(), text_xml("图书逾期了怎么收费")))["Content"]
+    assert reply == (
+        "逾期归还的，每册每天收取逾期费零点一元。\n——第三章 图书馆 第一节 借阅 40页\n"
+        f"全文：{link}?q=%E5%9B%BE%E4%B9%A6%E9%80%BE%E6%9C%9F%E4%BA%86%E6%80%8E%E4%B9%88%E6%94%B6%E8%B4%B9"
+    )
+
+
 def test_the_webhook_suggests_sections_when_the_handbook_has_no_answer(make_app, qna_index, wechat):
     app = make_app(QNA_INDEX=str(qna_index), QNA_MIN_SCORE=0.95)
     reply = reply_fields(post(app.test_client(), text_xml("图书馆借书要逾期吗")))

@@ -81,14 +81,26 @@ def test_no_answer_suggests_the_closest_sections(index):
 
 
 def test_the_character_ngram_share_blends_the_two_scores(index):
-    words_only = Index.build(index.paragraphs, ngram_weight=0.0)
-    blended = Index.build(index.paragraphs, ngram_weight=0.4)
+    words_only = Index.build(index.paragraphs, ngram_weight=0.0, heading_weight=0.0)
+    blended = Index.build(index.paragraphs, ngram_weight=0.4, heading_weight=0.0)
     question = "自习区几点开门"
     words = words_only.words.scores(segment.words(question))
     grams = words_only.chars.scores(segment.chars(question))
     assert np.allclose(words_only.lexical_scores(question), words)
     assert np.allclose(blended.lexical_scores(question), 0.6 * words + 0.4 * grams)
     assert grams.argmax() == words.argmax() == 8
+
+
+def test_the_heading_field_counts_beside_the_text(index):
+    plain = Index.build(index.paragraphs, ngram_weight=0.4, heading_weight=0.0)
+    boosted = Index.build(index.paragraphs, ngram_weight=0.4, heading_weight=0.5)
+    question = "图书馆的规定"  # names a chapter, not what its paragraphs say
+    text = plain.lexical_scores(question)
+    headings = boosted.headings.scores(segment.chars(question))
+    assert np.allclose(boosted.lexical_scores(question), (text + 0.5 * headings) / 1.5)
+    library = [i for i, p in enumerate(index.paragraphs) if p.chapter == "第三章 图书馆"]
+    assert headings[library].min() > 0 and np.delete(headings, library).max() == 0
+    assert boosted.lexical_scores(question).argmax() in library
 
 
 def test_the_index_file_round_trips(index, tmp_path):
