@@ -92,6 +92,7 @@ end
 
 
 QUESTION = "报到需要带什么材料？"
+ANSWER_PAGE = "https://berater.example.edu.cn/qna/answer"
 CLICK_KEY = "BENCH"  # a menu key with no route of its own: the default text, answered at once
 
 
@@ -252,15 +253,22 @@ def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) 
 
 
 def demo_index(tmp: Path) -> Path:
-    """The demo handbook's Q&A index, so each text question is really answered from it."""
-    from berater.qna import segment
+    """The demo handbook's Q&A index with its synonyms and FAQ, so each text question is
+    really answered from it, every step included."""
+    from berater.qna import faq, segment
     from berater.qna.corpus import load
     from berater.qna.index import Index
+    from berater.qna.normalise import Synonyms
     from berater.settings import default
 
     path = tmp / "qna-index.npz"
-    words = segment.read_userdict(tc.PROJECT_ROOT / default("QNA_USERDICT"))
-    Index.build(load(tc.PROJECT_ROOT / default("QNA_CORPUS")), words).save(path)
+    root = tc.PROJECT_ROOT
+    Index.build(
+        load(root / default("QNA_CORPUS")),
+        segment.read_userdict(root / default("QNA_USERDICT")),
+        synonyms=Synonyms.load(root / default("QNA_SYNONYMS")),
+        faq=faq.load(root / default("QNA_FAQ")),
+    ).save(path)
     return path
 
 
@@ -279,8 +287,9 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     while not aes_key.isalnum():  # an EncodingAESKey is letters and digits
         aes_key = secrets.token_urlsafe(32)[:43]
     environment.settings |= {
+        # The reply leads with the answer's best sentences and links the answer page.
         **(
-            {"QNA_INDEX": str(demo_index(tmp))}
+            {"QNA_INDEX": str(demo_index(tmp)), "WECHAT_ANSWER_URL": ANSWER_PAGE}
             if args.qna == "handbook"
             else {"QNA_BACKEND": "placeholder"}
         ),

@@ -435,7 +435,11 @@ def ask_command(question: str, mode: str, k: int) -> None:
     except (ApiError, BertUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     for hit in result.hits:
-        click.echo(f"[{hit.score:.3f}] {hit.id} {hit.source}\n{hit.text}\n")
+        faq = " (FAQ)" if hit.faq else ""
+        click.echo(f"[{hit.score:.3f}] {hit.id}{faq} {hit.source}\n{hit.text}")
+        if hit.highlight != hit.text:
+            click.echo(f"  best: {hit.highlight}")
+        click.echo()
     if not result.hits:
         click.echo("no answer; closest sections: " + ("; ".join(result.suggestions) or "none"))
 

@@ -150,20 +150,21 @@ class Engine:
         """The top `k` answers to `question` (the FAQ's first), or none and the closest
         sections."""
         prepared = self.index.prepare(question)
+        grams = segment.chars(prepared)
         if mode == "lexical":
-            scores = self.index.lexical_scores(prepared, prepared=True)
+            scores = self.index.lexical_scores(prepared, prepared=True, grams=grams)
         else:
             scores = self.scores(question, mode)
         order = _top(scores, max(k, 20))
         floor = self.thresholds.floor(mode)
-        grams = self._weights(prepared)
-        hits = self._faq_hits(self.index.faq.match(prepared), grams)
+        weights = _Weights(self, prepared, grams)
+        hits = self._faq_hits(self.index.faq.match(prepared), weights)
         taken = {hit.id for hit in hits}
         for i in order:
             if len(hits) >= k or scores[i] < floor:
                 break
             if self.index.paragraphs[i].id not in taken:
-                hits.append(self._hit(int(i), scores[i], grams))
+                hits.append(self._hit(int(i), scores[i], weights))
         hits = hits[:k]
         suggestions = [] if hits else self._closest_sections(order, scores)
         return Result(
@@ -174,23 +175,7 @@ class Engine:
             faq=bool(hits) and hits[0].faq,
         )
 
-    def _weights(self, prepared: str) -> dict[str, float]:
-        """The prepared question's characters and bigrams with their idf, and the words of
-        the synonym groups it names, for finding an answer's best sentence."""
-        vocab, idf = self.index.chars.vocab, self.index.chars.idf
-        weights: dict[str, float] = {}
-        for gram in set(segment.chars(prepared)):
-            i = vocab.get(gram)
-            if i is not None:
-                weights[gram] = float(idf[i])
-        top = max(weights.values(), default=0.0)
-        for head, words in self.index.synonyms.members.items():
-            if head in prepared:
-                for word in words:
-                    weights.setdefault(word, top)
-        return weights
-
-    def _faq_hits(self, match: Match | None, grams: dict[str, float]) -> list[Hit]:
+    def _faq_hits(self, match: Match | None, grams: _Weights) -> list[Hit]:
         if match is None:
             return []
         entry, score = match.entry, match.similarity
@@ -215,7 +200,7 @@ class Engine:
             hits.append(replace(hit, faq=True))
         return hits
 
-    def _hit(self, i: int, score: float, grams: dict[str, float] | None = None) -> Hit:
+    def _hit(self, i: int, score: float, grams: _Weights | None = None) -> Hit:
         p = self.index.paragraphs[i]
         return Hit(
             id=p.id,
@@ -228,16 +213,23 @@ class Engine:
             highlight=self.highlight(p.text, grams) if grams is not None else "",
         )
 
-    def highlight(self, text: str, weights: Mapping[str, float]) -> str:
+    def highlight(self, text: str, weights: Mapping[str, float] | _Weights) -> str:
         """The sentence of `text` whose question grams (and synonyms) weigh most (`weights`:
         each one's idf), with the next one when it is short."""
         sentences = [s for s in SENTENCE.split(text) if s.strip()]
-        if len(sentences) < 2 or not weights:
+        if len(sentences) < 2:
             return text
+        if isinstance(weights, _Weights):
+            weights = weights.get()
+        if not weights:
+            return text
+        # Folding the paragraph once keeps its sentence ends (only their width changes).
+        folded = [s for s in SENTENCE.split(fold(text)) if s.strip()]
+        if len(folded) != len(sentences):
+            folded = [fold(s) for s in sentences]
         best, best_score = 0, -1.0
-        for n, sentence in enumerate(sentences):
-            folded = fold(sentence)
-            score = sum(w for gram, w in weights.items() if gram in folded)
+        for n, sentence in enumerate(folded):
+            score = sum(w for gram, w in weights.items() if gram in sentence)
             if score > best_score:
                 best, best_score = n, score
         chosen = sentences[best]
@@ -264,6 +256,33 @@ class Engine:
             raise BertUnavailable("the BERT server is not configured (BERT_HOST)")
         texts = [document_text(p) for p in self.index.paragraphs]
         return self.encoder.encode_batches(texts, progress=progress)
+
+
+class _Weights:
+    """The prepared question's characters and bigrams with their idf, and the words of the
+    synonym groups it names, for finding an answer's best sentence; worked out once, when
+    an answer of more than one sentence needs them."""
+
+    def __init__(self, engine: Engine, prepared: str, grams: list[str]) -> None:
+        self.engine, self.prepared, self.grams = engine, prepared, grams
+        self._made: dict[str, float] | None = None
+
+    def get(self) -> dict[str, float]:
+        if self._made is None:
+            index = self.engine.index
+            vocab, idf = index.chars.vocab, index.chars.idf
+            weights: dict[str, float] = {}
+            for gram in set(self.grams):
+                i = vocab.get(gram)
+                if i is not None:
+                    weights[gram] = float(idf[i])
+            top = max(weights.values(), default=0.0)
+            for head, words in index.synonyms.members.items():
+                if head in self.prepared:
+                    for word in words:
+                        weights.setdefault(word, top)
+            self._made = weights
+        return self._made
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -30,6 +30,9 @@ NGRAM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 HEADING_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 THRESHOLD_GRID = tuple(round(0.02 + 0.005 * i, 3) for i in range(77))  # 0.02 .. 0.40
 ANSWER_AT_LEAST = 0.9  # share of answerable questions a chosen threshold still answers
+# Weights whose top-1 plus recall@3 is within this of the best count as equally good; among
+# them characters alone (a weight of 1) are preferred: the question then needs no jieba.
+TIE = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,11 +246,16 @@ def cross_validate(
 
     def choose(rows: np.ndarray) -> Choice:
         asked = [questions[i] for i in rows]
-        best_key, best_value = (NGRAM_GRID[0], HEADING_GRID[0]), -1.0
+        values = {}
         for key, scores in blends.items():
             m = score(_subset(base, rows, scores), asked, ids, floor=0.0)
-            if m.top1 + m.recall3 > best_value + 1e-9:
-                best_key, best_value = key, m.top1 + m.recall3
+            values[key] = m.top1 + m.recall3
+        best_key = max(values, key=lambda key: values[key])
+        fast = {key: v for key, v in values.items() if key[0] >= 1}
+        if fast:
+            best_fast = max(fast, key=lambda key: fast[key])
+            if fast[best_fast] >= values[best_key] - TIE:
+                best_key = best_fast
         chosen = _subset(base, rows, blends[best_key])
         threshold = THRESHOLD_GRID[0]
         for floor in THRESHOLD_GRID:

@@ -32,8 +32,8 @@ from berater.qna.normalise import NO_SYNONYMS, Synonyms, document_texts, questio
 
 FORMAT = 2  # 2: fingerprints, the heading field, synonyms
 K1, B = 1.2, 0.75
-NGRAM_WEIGHT = 0.95  # the characters' share of the text score (cross-validated, README)
-HEADING_WEIGHT = 0.2  # the chapter and section titles' weight beside the text's (1)
+NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, README)
+HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
 
 
 class IndexUnavailable(RuntimeError):
@@ -63,6 +63,9 @@ class Bm25:
     def __post_init__(self) -> None:
         self.vocab = {term: i for i, term in enumerate(self.terms)}
         self.max_idf = float(self.idf.max()) if len(self.idf) else 1.0
+        # Python lists: indexing them per question term is several times faster than numpy's.
+        self._starts: list[int] = self.indptr.tolist()
+        self._idf: list[float] = self.idf.tolist()
 
     @classmethod
     def fit(cls, docs: Sequence[list[str]]) -> Bm25:
@@ -95,18 +98,19 @@ class Bm25:
     def scores(self, terms: Sequence[str]) -> np.ndarray:
         """Each paragraph's score for `terms`, divided by the most those terms could score."""
         ids, possible = [], 0.0
+        vocab, idf = self.vocab, self._idf
         for term in set(terms):
-            i = self.vocab.get(term)
+            i = vocab.get(term)
             if i is None:
                 possible += self.max_idf
             else:
                 ids.append(i)
-                possible += float(self.idf[i])
+                possible += idf[i]
         if not ids:
             return np.zeros(self.n_docs, dtype=np.float32)
-        spans = [slice(self.indptr[i], self.indptr[i + 1]) for i in ids]
-        where = np.concatenate([self.indices[s] for s in spans])
-        weights = np.concatenate([self.data[s] for s in spans])
+        starts, indices, data = self._starts, self.indices, self.data
+        where = np.concatenate([indices[starts[i] : starts[i + 1]] for i in ids])
+        weights = np.concatenate([data[starts[i] : starts[i + 1]] for i in ids])
         return np.bincount(where, weights=weights, minlength=self.n_docs) / (possible * (K1 + 1))
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
@@ -223,22 +227,41 @@ class Index:
         return question_text(question, self.synonyms)
 
     def components(
-        self, question: str, headings: bool = True, *, prepared: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        self,
+        question: str,
+        headings: bool = True,
+        *,
+        prepared: bool = False,
+        words: bool = True,
+        grams: list[str] | None = None,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         """The question's word, character and heading scores, each 0..1 per paragraph (the
-        heading scores None unless `headings`); `prepared`: the question is `prepare`d."""
+        word scores None unless `words`, the heading scores None unless `headings`);
+        `prepared`: the question is `prepare`d; `grams`: its characters and bigrams."""
         text = question if prepared else self.prepare(question)
-        grams = segment.chars(text)
+        grams = segment.chars(text) if grams is None else grams
+        if words and not self.__dict__.get("_words_ready"):
+            segment.add_words(self.userdict)  # jieba, only when words are asked for
+            self.__dict__["_words_ready"] = True
         return (
-            self.words.scores(segment.words(text)),
+            self.words.scores(segment.words(text)) if words else None,
             self.chars.scores(grams),
             self.headings.scores(grams) if headings else None,
         )
 
-    def lexical_scores(self, question: str, *, prepared: bool = False) -> np.ndarray:
+    def lexical_scores(
+        self, question: str, *, prepared: bool = False, grams: list[str] | None = None
+    ) -> np.ndarray:
         """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`, and
-        the heading field's BM25 at `heading_weight` beside them."""
-        parts = self.components(question, bool(self.heading_weight), prepared=prepared)
+        the heading field's BM25 at `heading_weight` beside them. At a weight of 1 the words
+        are not needed, nor jieba."""
+        parts = self.components(
+            question,
+            bool(self.heading_weight),
+            prepared=prepared,
+            words=self.ngram_weight < 1,
+            grams=grams,
+        )
         return blend(parts, self.ngram_weight, self.heading_weight)
 
     def save(self, path: str | Path) -> int:
@@ -279,13 +302,13 @@ class Index:
 
     @classmethod
     def load(cls, path: str | Path) -> Index:
-        """The index at `path`; its user-dictionary words are added to the tokenizer."""
+        """The index at `path` (its user-dictionary words reach jieba when words are first
+        scored: at a characters' share of 1, never)."""
         arrays, meta = _read(path)
         if meta.get("format") != FORMAT:
             raise IndexUnavailable(f"{path} has index format {meta.get('format')}; rebuild it")
         paragraphs = _paragraphs(meta)
         n = len(paragraphs)
-        segment.add_words(meta["userdict"])
         return cls(
             paragraphs=paragraphs,
             words=Bm25.from_arrays(arrays, "words", meta["words"], n),
@@ -338,14 +361,19 @@ def current_format(path: str | Path) -> bool:
 
 
 def blend(
-    components: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    components: tuple[np.ndarray | None, np.ndarray, np.ndarray | None],
     ngram_weight: float,
     heading_weight: float,
 ) -> np.ndarray:
     """The lexical score from its parts: text (words and characters) at weight 1, headings at
     `heading_weight`, divided by their sum so that it stays 0..1."""
     words, grams, headings = components
-    text = words if not ngram_weight else (1 - ngram_weight) * words + ngram_weight * grams
+    if words is None or ngram_weight >= 1:
+        text = grams
+    elif not ngram_weight:
+        text = words
+    else:
+        text = (1 - ngram_weight) * words + ngram_weight * grams
     if not heading_weight or headings is None:
         return text
     return (text + heading_weight * headings) / (1 + heading_weight)
