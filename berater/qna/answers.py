@@ -160,7 +160,7 @@ class Qna(Extension[QnaState]):
             state.engine, state.problem = None, str(exc)
             log.warning("Q&A is off: %s", state.problem)
             return
-        segment.warm()
+        segment.warm(words=index.ngram_weight < 1)  # characters alone need no jieba
         thresholds = Thresholds.from_config(app.config)
         state.engine = Engine(index, encoder_from_config(app.config), thresholds)
         state.problem = None

@@ -49,12 +49,13 @@ def tokenizer() -> jieba.Tokenizer:
     return _tokenizer
 
 
-def warm() -> None:
-    """Load jieba's dictionary and OpenCC's now (at start-up) rather than on the first
-    question."""
+def warm(words: bool = True) -> None:
+    """Load OpenCC's dictionaries and (unless not `words`) jieba's now, at start-up, rather
+    than on the first question."""
     from berater.qna.normalise import fold
 
-    tokenizer().lcut("预热")
+    if words:
+        tokenizer().lcut("预热")
     fold("預熱")
 
 

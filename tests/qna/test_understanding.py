@@ -324,3 +324,24 @@ def test_eval_refuses_more_folds_than_chapters(make_app, tmp_path):
     args = ["--corpus", str(HANDBOOK), "--questions", str(questions), "--cv", "4"]
     result = invoke(make_app(), "eval", *args)
     assert result.exit_code != 0 and "--cv needs 2 to 3 folds" in result.output
+
+
+def test_questions_phrased_close_to_the_text_still_find_their_paragraph():
+    """A sentence of a paragraph, cut to 25 characters, as a question: what the engine did
+    well before the students' words came in, it still does."""
+    from berater.qna import segment
+
+    paragraphs = load(ROOT / "data/qna/handbook")
+    index = Index.build(
+        paragraphs,
+        segment.read_userdict(ROOT / "data/jieba-userdict.txt"),
+        synonyms=Synonyms.load(ROOT / "data/qna/synonyms.txt"),
+        faq=faq.load(ROOT / "data/qna/faq.txt"),
+    )
+    engine = Engine(index)
+    first = 0
+    for n, paragraph in enumerate(paragraphs):
+        sentences = [s for s in re.split(r"(?<=[。；！？])", paragraph.text) if s.strip()]
+        question = max(sentences, key=len)[:25]
+        first += int(engine.scores(question).argmax()) == n
+    assert first / len(paragraphs) >= 0.99
