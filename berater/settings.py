@@ -368,9 +368,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QNA_FAQ", text, "data/qna/faq.txt", "the office's FAQ file; empty: none", test=""),
     Setting("QNA_SYNONYMS", text, "data/qna/synonyms.txt",
             "the office's synonyms, one group per line; empty: none", test=""),
-    Setting("QNA_QUESTIONS", text, "data/qna/dev-questions.jsonl",
+    # The demo's development questions are checked in development; the office names its own.
+    Setting("QNA_QUESTIONS", text, "",
             "question files whose paragraph ids `flask qna build` checks (comma-separated)",
-            test=""),
+            dev="data/qna/dev-questions.jsonl"),
     Setting("QNA_MIN_SCORE", real(0, 1), 0.08, "lexical score below which there is no answer"),
     Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
     Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
