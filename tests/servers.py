@@ -320,7 +320,8 @@ class NginxServer(Server):
 
     def reload(self, site: str) -> None:
         """Write a new site, check it, and reload as `nginx -s reload` does (SIGHUP): returns
-        once a worker started on the new configuration."""
+        once a worker started on the new configuration and the old ones have gone (until
+        then an old worker may still accept a connection and serve it the old way)."""
         assert self.proc is not None
         self.site_path.write_text(site)
         self.check()
@@ -328,7 +329,9 @@ class NginxServer(Server):
         before = {child.pid for child in master.children()}
         os.kill(self.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + START_TIMEOUT
-        while not {child.pid for child in master.children()} - before:
+        while (now := {child.pid for child in master.children()}) - before == set() or (
+            now & before
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not reload:\n{_log_tail(self.error_log)}")
             time.sleep(0.05)
