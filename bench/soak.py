@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -332,23 +332,29 @@ def client_thread(work: Workload, tally: Tally, deadline: float) -> None:
 # --------------------------------------------------------------------------- CPU
 
 
-def processes_of_run(tmp: Path) -> dict[str, list[Any]]:
-    """gunicorn (master and workers), MariaDB and Redis of this run: their command lines name
-    the run's temporary folder (control socket, data folder, instance folder)."""
+def processes_of_run(tmp: Path, redis_url: str) -> dict[str, list[Any]]:
+    """gunicorn (master and workers), MariaDB and Redis of this run. Their command lines name
+    the run's temporary folder (control socket, data folder, instance folder), except a
+    redis-server's, which retitles itself with its address."""
     import psutil
 
+    redis_address = urlsplit(redis_url).netloc if redis_url else None
     found: dict[str, list[Any]] = defaultdict(list)
     for process in psutil.process_iter(["cmdline", "name"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if str(tmp) not in cmdline or process.pid == os.getpid():
-            continue
         name = process.info["name"] or ""
-        if "gunicorn" in cmdline:
+        if process.pid == os.getpid():
+            continue
+        ours = str(tmp) in cmdline
+        if "redis" in name:
+            if ours or (redis_address and redis_address in cmdline):
+                found["redis"].append(process)
+        elif not ours:
+            continue
+        elif "gunicorn" in cmdline:
             found["gunicorn"].append(process)
         elif "mariadb" in name or "mysqld" in name:
             found["mariadb"].append(process)
-        elif "redis" in name or "redis" in cmdline:
-            found["redis"].append(process)
     return found
 
 
@@ -639,7 +645,7 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     work.port = port
     print(f"server up at {base}; {args.clients} clients for {args.duration} s", flush=True)
 
-    processes = processes_of_run(tmp)
+    processes = processes_of_run(tmp, environment.settings["REDIS_URL"])
     before = {name: cpu_seconds(found) for name, found in processes.items()}
     process_cpu = time.process_time()
     tallies = [Tally() for _ in range(args.clients)]
@@ -655,7 +661,7 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
         thread.join()
     elapsed = time.monotonic() - started
     process_cpu = time.process_time() - process_cpu
-    processes = processes_of_run(tmp)  # a replaced worker would be new
+    processes = processes_of_run(tmp, environment.settings["REDIS_URL"])  # a new worker too
     after = {name: cpu_seconds(found) for name, found in processes.items()}
 
     tally = Tally()
