@@ -133,7 +133,7 @@ class Tally:
     texted: list[str] = field(default_factory=list)  # phones whose send answered 200
     verified: list[str] = field(default_factory=list)  # openids whose code verified
     bound: list[tuple[str, str]] = field(default_factory=list)  # (openid, id_card) answered 200
-    unsure: list[str] = field(default_factory=list)  # openids whose binding got no clear answer
+    unsure: list[str] = field(default_factory=list)  # openids whose binding failed: row or not
     cpu: float = 0.0  # this thread's CPU seconds
 
     def merge(self, other: Tally) -> None:
@@ -449,7 +449,7 @@ def check_integrity(
         (
             f"student rows: {len(rows)}; bindings answered 200: {len(answered)}, of them "
             f"missing: {len(lost)}; rows no binding answered: {len(extra)} "
-            f"(bindings without a clear answer: {len(unsure)})",
+            f"(bindings that failed, row or not: {len(unsure)})",
             not lost and not extra,
         )
     )
