@@ -140,6 +140,15 @@ class FakeAliyunSms:
         with self._lock:
             return list(self._sent)
 
+    def last_to(self, phone: str) -> SentSms | None:
+        """The newest accepted message to ``phone``, if any (searched from the newest, so a
+        message just sent is found at once however many came before)."""
+        with self._lock:
+            for message in reversed(self._sent):
+                if message.phone == phone:
+                    return message
+        return None
+
     @property
     def calls(self) -> int:
         """SendSms requests received, accepted or not."""

@@ -1,4 +1,5 @@
-"""Throwaway MariaDB, Redis and nginx servers for the test suite.
+"""Throwaway MariaDB, Redis and nginx servers for the test suite, and the service under
+gunicorn.
 
 Each server lives in its own temporary directory, listens on 127.0.0.1 on a free port and is
 stopped by ``Server.stop()`` (or, as a safety net, at interpreter exit). No system service, no
@@ -8,6 +9,8 @@ beyond loopback are used.
     db = start_mariadb(tmp_path / "db")      # db.url, db.admin_url, db.port
     store = start_redis(tmp_path / "redis")  # store.url, store.pause(), store.resume()
     proxy = start_nginx(tmp_path / "nginx", site, port)  # proxy.reload(site), proxy.access_log
+    with Gunicorn(env, tmp_path / "gunicorn.log") as service:  # service.port, .workers()
+        ...
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import getpass
+import http.client
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +33,7 @@ from pathlib import Path
 import psutil
 
 START_TIMEOUT = 30.0
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _RUNNING: set[Server] = set()
 
 
@@ -379,6 +385,115 @@ def start_nginx(base_dir: Path, site: str, port: int) -> NginxServer:
     server.check()
     server.start()
     return server
+
+
+class Gunicorn:
+    """The service under the real gunicorn with the project's gunicorn.conf.py.
+
+    ``env`` is the whole environment of the master (settings included); GUNICORN_BIND and
+    WEB_CONCURRENCY are set here. The master runs in a session of its own, so ``stop()`` can
+    take it and every worker down whatever state they are in.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.count = workers
+        self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
+        self.env["WEB_CONCURRENCY"] = str(workers)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the master and wait until /api/ping answers and every worker is up."""
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [gunicorn, "-c", "gunicorn.conf.py", "run:app"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if len(self.workers()) == self.count and self._pings():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"gunicorn did not serve within {START_TIMEOUT:.0f}s; tail of {self.log_path}:\n"
+            + _log_tail(self.log_path)
+        )
+
+    def workers(self) -> list[int]:
+        """The pids of the master's live workers (not the embedded store it may have started)."""
+        import psutil
+
+        if self.proc is None:
+            return []
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        pids = []
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "redis" not in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                    pids.append(child.pid)
+        return sorted(pids)
+
+    def holder(self, local: tuple[str, int], timeout: float = 10.0) -> int:
+        """The worker that accepted the connection whose client end is ``local``."""
+        import psutil
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pid in self.workers():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                        if conn.raddr and (conn.raddr.ip, conn.raddr.port) == local:
+                            return pid
+            time.sleep(0.02)
+        raise RuntimeError(f"no worker accepted the connection from {local}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM and wait; SIGKILL the whole session when it does not go in time."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def _pings(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/api/ping")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Gunicorn:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def _stop_all() -> None:

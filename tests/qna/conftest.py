@@ -1,15 +1,21 @@
-"""Fixtures for the Q&A tests: the stand-in BERT server and an encoder pointed at it (the
-test handbook and its index are in tests/conftest.py)."""
+"""Fixtures for the Q&A tests: the stand-in BERT server, an encoder pointed at it, and the test
+handbook's index with the stand-in's embeddings (the handbook and its plain index are in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from berater.qna.bert import BertEncoder
+from berater.qna.corpus import load
+from berater.qna.engine import Engine
+from berater.qna.index import Index
 from standins import bert as bert_standin
+from tests.conftest import HANDBOOK
 
 # Short, so that timeout tests are quick; the stand-in answers in milliseconds.
 BERT_TEST_TIMEOUT = 1.0
@@ -48,3 +54,16 @@ def encoder(bert: bert_standin.RunningBert) -> Iterator[BertEncoder]:
     enc = BertEncoder(bert.host, bert.port, bert.port_out, timeout=0.5)
     yield enc
     enc.close()
+
+
+@pytest.fixture(scope="session")
+def bert_index(
+    bert_server: bert_standin.RunningBert, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The test handbook's index with the stand-in's paragraph embeddings, built once."""
+    index = Index.build(load(HANDBOOK), ["缓考", "绩点"])
+    with BertEncoder(bert_server.host, bert_server.port, bert_server.port_out, 2.0) as enc:
+        index.vectors = Engine(index, enc).embed_paragraphs()
+    path = tmp_path_factory.mktemp("qna-bert") / "qna-index.npz"
+    index.save(path)
+    return path

@@ -154,6 +154,17 @@ def test_a_request_signed_by_the_sdk_is_accepted_and_recorded(server, fake, meth
     )
 
 
+def test_last_to_finds_the_newest_message_to_a_phone(server, fake) -> None:
+    assert fake.last_to(PHONE) is None
+    for phone, code in ((PHONE, "111111"), ("13900139000", "222222"), (PHONE, "333333")):
+        sdk_send(server, phone, TemplateParam=json.dumps({"code": code}))
+    newest = fake.last_to(PHONE)
+    assert newest is not None and newest.template_param == {"code": "333333"}
+    other = fake.last_to("13900139000")
+    assert other is not None and other.template_param == {"code": "222222"}
+    assert fake.last_to("13700137000") is None
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_hand_signed_request_is_accepted(server, fake, method) -> None:
     response = send_raw(server, hand_signed(method), method)

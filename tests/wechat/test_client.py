@@ -19,6 +19,9 @@ STABLE = "/cgi-bin/stable_token"
 MENU_GET = "/cgi-bin/menu/get"
 CUSTOM = "/cgi-bin/message/custom/send"
 TEMPLATE = "/cgi-bin/message/template/send"
+# An errcode, a 5xx or an HTML page is an answer: the error is raised at once, well within
+# the read timeout (1.5 s in tests).
+ANSWERED_FAILURE = 1.0
 MENU = {
     "button": [
         {"type": "view", "name": "新生报到", "url": "https://berater.example/signin"},
@@ -98,8 +101,10 @@ def test_quota_and_busy_are_clear_errors(
 ) -> None:
     keeper.access_token()
     wechat.fake.fail(MENU_GET, "errcode", errcode=errcode)
+    started = time.monotonic()
     with pytest.raises(error) as caught:
         client.get_menu()
+    assert time.monotonic() - started < ANSWERED_FAILURE
     assert words in str(caught.value)
     assert wechat.fake.calls_to(MENU_GET) == 1
 
@@ -108,8 +113,10 @@ def test_quota_and_busy_are_clear_errors(
 def test_broken_answers_are_upstream_errors(ctx: Flask, wechat: RunningWeChat, mode: str) -> None:
     keeper.access_token()
     wechat.fake.fail(MENU_GET, mode)
+    started = time.monotonic()
     with pytest.raises(UpstreamError):
         client.get_menu()
+    assert time.monotonic() - started < ANSWERED_FAILURE
 
 
 def test_timeout_fails_within_the_read_timeout(

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.backends
 
 STABLE = "/cgi-bin/stable_token"
 CLASSIC = "/cgi-bin/token"
+# An errcode, a 5xx or an HTML page is an answer: the error is raised at once, well within
+# the read timeout (1.5 s in tests).
+ANSWERED_FAILURE = 1.0
 
 
 def test_cache_hit_makes_no_call(ctx: Flask, wechat: RunningWeChat) -> None:
@@ -116,8 +119,10 @@ def test_token_fetch_errors_are_clear_and_release_the_lock(
     ctx: Flask, wechat: RunningWeChat, errcode: int, error: type[Exception], words: str
 ) -> None:
     wechat.fake.fail(STABLE, "errcode", errcode=errcode)
+    started = time.monotonic()
     with pytest.raises(error) as caught:
         keeper.access_token()
+    assert time.monotonic() - started < ANSWERED_FAILURE
     assert words in str(caught.value)
     assert store.get("wechat", "access_token:lock") is None
     assert keeper.access_token()  # the next request renews it
@@ -136,8 +141,10 @@ def test_unreadable_token_answers_are_upstream_errors(
     ctx: Flask, wechat: RunningWeChat, mode: str
 ) -> None:
     wechat.fake.fail(STABLE, mode)
+    started = time.monotonic()
     with pytest.raises(UpstreamError, match="unreadable"):
         keeper.access_token()
+    assert time.monotonic() - started < ANSWERED_FAILURE
 
 
 _WORKER = """
