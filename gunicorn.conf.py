@@ -9,6 +9,7 @@ import multiprocessing
 import os
 
 from berater.logs import gunicorn_logconfig
+from berater.settings import read_setting
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -19,10 +20,11 @@ keepalive = 2
 limit_request_line = 4094
 limit_request_field_size = 8190
 accesslog = None  # the app logs one redacted line per request
-# gunicorn's own loggers through the app's redacting formatter (berater/logs.py): a refused
-# request line is logged whole, query string included. Importing berater.logs here is cheap:
-# the master imports the app's modules before forking anyway (berater.prefork).
-logconfig_dict = gunicorn_logconfig()
+# gunicorn's own loggers through the app's redacting formatter (berater/logs.py), text or JSON
+# as LOG_FORMAT says: a refused request line is logged whole, query string included.
+# Importing berater.logs here is cheap: the master imports the app's modules before forking
+# anyway (berater.prefork).
+logconfig_dict = gunicorn_logconfig(read_setting("LOG_FORMAT"))
 # gunicorn 27's control socket defaults to one path per user (~/.gunicorn), shared by every
 # gunicorn on the machine; nothing here uses it.
 control_socket_disable = True

@@ -11,9 +11,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import Flask, has_request_context, request
 from werkzeug.wsgi import get_path_info
 
@@ -40,6 +42,10 @@ REDACTIONS = [
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 REQUEST_ID_KEY = "berater.request_id"  # where RequestLog keeps the id in the WSGI environ
+# Probes ask these every few seconds: their request lines are logged at DEBUG, not INFO (a
+# failed readiness check logs its own warning naming the part that failed).
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+HANDLER_NAME = "berater.stderr"  # the handler `configure` gives the "berater" logger
 
 
 def redact(text: str) -> str:
@@ -74,16 +80,59 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
 
 
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line, redacted as SafeFormatter redacts.
+
+    Keys: time (UTC, ISO 8601), level, logger, message, pid; during a request its
+    request_id; on the request line also method, path (masked, without the query string),
+    status and duration_ms; and exc, the traceback, when there is one. Every text value goes
+    through the same redaction as a text line; JSON escapes what is left of line breaks.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _clean(record.getMessage()),
+            "pid": record.process,
+        }
+        fields = getattr(record, "http", None)
+        if fields:
+            entry.update({k: _clean(v) if isinstance(v, str) else v for k, v in fields.items()})
+        elif has_request_context():
+            entry["request_id"] = request_id()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact(record.stack_info)
+        return orjson.dumps(entry).decode()
+
+
+def _clean(text: str) -> str:
+    return redact(CONTROL.sub(_escape, text))
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
+    "text": lambda: SafeFormatter(TEXT_FORMAT),
+    "json": JsonFormatter,
+}
+
+
 def configure(app: Flask) -> None:
-    """Send berater's logs to stderr through the safe formatter, at LOG_LEVEL."""
+    """Send berater's logs to stderr through the redacting formatter of LOG_FORMAT (text or
+    JSON), at LOG_LEVEL."""
     logger = logging.getLogger("berater")
-    if not any(isinstance(h.formatter, SafeFormatter) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if h.name == HANDLER_NAME), None)
+    if handler is None:
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
-        )
+        handler.name = HANDLER_NAME
         logger.addHandler(handler)
         logger.propagate = False
+    handler.setFormatter(FORMATTERS[app.config["LOG_FORMAT"]]())
     logger.setLevel(app.config["LOG_LEVEL"].upper())
     app.logger.handlers = logger.handlers
     app.logger.propagate = False
@@ -97,7 +146,8 @@ class RequestLog:
     The id is the caller's X-Request-ID when it is a sound one, else 32 random hex digits;
     it is kept in the environ (`request_id()`) and sent back on every answer. The line says
     method, path (masked, see `mask_path`; never the query string), status, time and id, and
-    is only built when the access logger is on.
+    is only built when the access logger is on. The same fields go with the record (its
+    `http` attribute) for the JSON format. The health probes' lines (QUIET_PATHS) are DEBUG.
     """
 
     def __init__(
@@ -122,16 +172,30 @@ class RequestLog:
         body = self.app(environ, start)
         took = (time.perf_counter() - started) * 1000
         path = "/" + get_path_info(environ).lstrip("/")
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if level == logging.DEBUG and not self.access.isEnabledFor(level):
+            return body
         for pattern, replacement in self.masks:
             if pattern.match(path):
                 path = replacement
-        self.access.info(
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        status = statuses[-1].split(" ", 1)[0] if statuses else "-"
+        fields = {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": int(status) if status.isdigit() else None,
+            "duration_ms": round(took, 1),
+        }
+        self.access.log(
+            level,
             "%s %s %s %.1fms id=%s",
-            environ.get("REQUEST_METHOD", "GET").upper(),
+            method,
             path,
-            statuses[-1].split(" ", 1)[0] if statuses else "-",
+            status,
             took,
             request_id,
+            extra={"http": fields},
         )
         return body
 
@@ -158,18 +222,24 @@ def _masks(app: Flask) -> list[tuple[re.Pattern[str], str]]:
     return masks
 
 
-def gunicorn_logconfig() -> dict[str, object]:
-    """gunicorn's `logconfig_dict` (gunicorn.conf.py): its loggers write through SafeFormatter
-    too. gunicorn.error logs a refused request line whole, query string included (an OAuth
-    code, a phone, an ID card); the root logger catches third-party libraries' warnings.
+def gunicorn_logconfig(log_format: str = "text") -> dict[str, object]:
+    """gunicorn's `logconfig_dict` (gunicorn.conf.py): its loggers write through the app's
+    redacting formatter of `log_format` (LOG_FORMAT) too. gunicorn.error logs a refused
+    request line whole, query string included (an OAuth code, a phone, an ID card); the
+    root logger catches third-party libraries' warnings.
     gunicorn.access is kept below its level: the app logs each request itself, without the
     query string, which gunicorn's access line would show. gunicorn.error's level stays
     gunicorn's `loglevel`."""
     handler = {"class": "logging.StreamHandler", "formatter": "safe", "stream": "ext://sys.stderr"}
+    formatter: dict[str, str] = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if log_format == "json"
+        else {"class": f"{__name__}.SafeFormatter", "format": TEXT_FORMAT}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"safe": {"class": f"{__name__}.SafeFormatter", "format": GUNICORN_FORMAT}},
+        "formatters": {"safe": formatter},
         "handlers": {"stderr": handler},
         "root": {"level": "WARNING", "handlers": ["stderr"]},
         "loggers": {
@@ -177,7 +247,3 @@ def gunicorn_logconfig() -> dict[str, object]:
             "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
     }
-
-
-# The app's line format (configure), with the logger's name, so gunicorn's lines read alike.
-GUNICORN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"

@@ -221,6 +221,78 @@ def test_gunicorn_own_log_is_redacted_and_foreign_hosts_are_refused(
         _cleanup(master, instance)
 
 
+def test_gunicorn_json_logs_parse_and_carry_no_secret(
+    tmp_path: Path, wechat: RunningWeChat
+) -> None:
+    """LOG_FORMAT=json: every line on gunicorn's output, the app's and gunicorn's own, is one
+    JSON object, and none carries the token, phone, ID card or code a request held."""
+    instance = tmp_path / "instance"
+    port = free_port()
+    env = _gunicorn_env(tmp_path, port, wechat, LOG_FORMAT="json")
+    upgrade = subprocess.run(
+        [str(BIN / "flask"), "--app", "run", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr[-3000:]
+    code, phone, id_card = "oauth" + secrets.token_hex(12), "13812345678", "11010519491231002X"
+    out_path, err_path = tmp_path / "gunicorn.out", tmp_path / "gunicorn.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        master = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        workers = _wait_until_serving(master, port, err_path)
+        token = _request(port, "POST", "/api/test/token/o_json_log").body["data"]["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        answers = _on_both_workers(port, workers, "GET", "/api/token", auth)
+        assert [a.status for a in answers] == [200, 200]
+        query = f"code={code}&phone={phone}&id_card={id_card}"
+        assert _request(port, "GET", f"/api/ping?{query}").status == 200
+        assert _request(port, "GET", f"/api/code/{code[-6:]}?{query}", auth).status in {400, 403}
+        status, _ = _raw(port, f"GET /signin/callback?{query}\r\nHost: 127.0.0.1\r\n\r\n")
+        assert status == 400  # gunicorn refuses the line and logs it, query string included
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=25) == 0
+        text = err_path.read_text(errors="replace") + out_path.read_text(errors="replace")
+        for secret in (token, code, code[-6:], phone, id_card):
+            assert secret not in text, secret
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        for line in lines:
+            assert {"time", "level", "logger", "message", "pid"} <= set(line), line
+        requests = {
+            line["request_id"]: line for line in lines if line["logger"] == "berater.request"
+        }
+        for answer in answers:  # each worker logged its own answer, with its pid
+            logged = requests[answer.request_id]
+            assert (logged["pid"], logged["status"], logged["path"]) == (
+                answer.worker,
+                200,
+                "/api/token",
+            )
+            assert logged["method"] == "GET" and logged["duration_ms"] >= 0
+        paths = {line["path"] for line in requests.values()}
+        assert "/api/ping" in paths and "/api/code/******" in paths  # no query, masked
+        gunicorn = [line for line in lines if line["logger"] == "gunicorn.error"]
+        assert any(line["message"].startswith("Booting worker") for line in gunicorn)
+        assert any("code=[redacted]" in line["message"] for line in gunicorn)
+    except BaseException:
+        print(f"---- tail of gunicorn's stderr ({err_path}) ----\n{_tail(err_path)}")
+        raise
+    finally:
+        _cleanup(master, instance)
+
+
 def _gunicorn_env(tmp_path: Path, port: int, wechat: RunningWeChat, **extra: str) -> dict[str, str]:
     """The environment of a gunicorn with two workers on SQLite and the embedded store."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
