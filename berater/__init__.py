@@ -31,6 +31,7 @@ FEATURES = (
     "berater.docs",
     "berater.apps.face",
     "berater.apps.nova",
+    "berater.ops",
 )
 # The shared modules `create_app` needs beside the features.
 SHARED_MODULES = (

@@ -308,6 +308,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", url("redis", "rediss", "unix", host=False), "",
             "Redis URL; empty: the embedded store in the instance folder"),
     Setting("REDIS_SOCKET_TIMEOUT", SECONDS, 1.0, "seconds before a store call gives up"),
+    fixed("READY_DB_TIMEOUT", 1.0, "seconds /readyz waits for the database"),
     # --- tokens ---
     Setting("CRYPTO_KEYS", items, [DEV_CRYPTO_KEY], "Fernet keys, newest first",
             test=[TEST_CRYPTO_KEY], prod=[], required=True),
