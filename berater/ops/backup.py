@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import sqlalchemy as sa
@@ -146,19 +146,24 @@ def snapshot(engine: sa.Engine) -> Iterator[Connection]:
 
 
 def write(
-    path: Path, on_header: Callable[[Header], None] | None = None, progress: Progress | None = None
+    target: Path | BinaryIO,
+    on_header: Callable[[Header], None] | None = None,
+    progress: Progress | None = None,
 ) -> Header:
-    """Back up the current app's database to `path` (replaced only once the file is
-    complete; readable by its owner only: it holds personal data)."""
-    path = Path(path)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    """Back up the current app's database to `target`: a path (replaced only once the file
+    is complete; readable by its owner only: it holds personal data) or a binary stream
+    (stdout)."""
+    if not isinstance(target, Path):
+        with gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6) as out:
+            return _dump(out, on_header, progress)
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
         with (
             os.fdopen(fd, "wb") as raw,
             gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as out,
         ):
             header = _dump(out, on_header, progress)
-        os.replace(partial, path)
+        os.replace(partial, target)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
@@ -232,14 +237,21 @@ def _encode(table: str, column: str, value: Any) -> Any:
 
 
 @contextmanager
-def read(path: Path) -> Iterator[tuple[Header, Iterator[tuple[int, dict[str, Any]]]]]:
-    """The header of the backup at `path` and its rows, as (line number, parsed line); any
-    damage (a broken or cut gzip stream, a line that is no JSON) is a BackupError naming
-    the line."""
+def read(
+    source: Path | BinaryIO,
+) -> Iterator[tuple[Header, Iterator[tuple[int, dict[str, Any]]]]]:
+    """The header of the backup at `source` (a path, or a binary stream such as stdin) and
+    its rows, as (line number, parsed line); any damage (a broken or cut gzip stream, a line
+    that is no JSON) is a BackupError naming the line."""
     try:
-        stream = gzip.open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+        # Closed by the `with` below.
+        stream = (
+            gzip.open(source, "rb")  # noqa: SIM115
+            if isinstance(source, Path)
+            else gzip.GzipFile(fileobj=source, mode="rb")
+        )
     except OSError as exc:
-        raise BackupError(f"cannot open {path}: {exc.strerror or exc}") from None
+        raise BackupError(f"cannot open {source}: {exc.strerror or exc}") from None
     with stream:
         try:
             first = stream.readline()
@@ -272,13 +284,14 @@ def _lines(stream: gzip.GzipFile) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def restore(
-    path: Path,
+    source: Path | BinaryIO,
     *,
     force: bool = False,
     on_header: Callable[[Header], None] | None = None,
     progress: Progress | None = None,
 ) -> Header:
-    """Restore the backup at `path` into the current app's database, in one transaction.
+    """Restore the backup at `source` (a path or a binary stream) into the current app's
+    database, in one transaction.
 
     Refused, with nothing written, when the file is no backup or is damaged or short, when
     its schema revision is not the database's, and when the database holds rows (unless
@@ -286,7 +299,7 @@ def restore(
     """
     schema = tables()
     by_name = {table.name: table for table in schema}
-    with read(path) as (header, lines):
+    with read(source) as (header, lines):
         expected = {table.name: [column.name for column in table.columns] for table in schema}
         if header.columns != expected:
             raise BackupError("the backup's tables or columns differ from this schema's")
@@ -301,7 +314,9 @@ def restore(
                 )
             held = {table.name: n for table in schema if (n := _count(conn, table))}
             if held and not force:
-                listed = ", ".join(f"{name} ({n} rows)" for name, n in held.items())
+                listed = ", ".join(
+                    f"{name} ({n} row{'s' if n != 1 else ''})" for name, n in held.items()
+                )
                 raise BackupError(f"the database is not empty: {listed}; --force replaces its data")
             if on_header:
                 on_header(header)

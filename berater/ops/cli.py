@@ -39,16 +39,21 @@ def _database_error(exc: SQLAlchemyError) -> click.ClickException:
 
 
 @click.command("backup")
-@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.argument(
+    "file", type=click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path)
+)
 @with_appcontext
 def backup_command(file: Path) -> None:
     """Write every table to FILE (gzip-compressed JSON lines), from one consistent snapshot.
 
-    FILE is replaced only once it is complete, and is readable by its owner only.
+    FILE is replaced only once it is complete, and is readable by its owner only. With
+    FILE "-" the backup goes to stdout (and this command's messages to stderr).
     """
+    to_stdout = str(file) == "-"
     bar = _Bar("backup")
     try:
-        header = backup.write(file, on_header=bar.start, progress=bar.update)
+        target = sys.stdout.buffer if to_stdout else file
+        header = backup.write(target, on_header=bar.start, progress=bar.update)
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from None
     except SQLAlchemyError as exc:
@@ -61,12 +66,15 @@ def backup_command(file: Path) -> None:
         )
     click.echo(
         f"backed up {header.rows} rows of {len(header.tables)} tables "
-        f"(schema revision {header.revision}) to {file}"
+        f"(schema revision {header.revision}) to {'stdout' if to_stdout else file}",
+        err=to_stdout,
     )
 
 
 @click.command("restore")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @click.option("--force", is_flag=True, help="Replace the rows the database holds.")
 @with_appcontext
 def restore_command(file: Path, force: bool) -> None:
@@ -74,10 +82,12 @@ def restore_command(file: Path, force: bool) -> None:
 
     The database must be at the backup's schema revision (`flask db upgrade` on an empty
     database first) and empty, unless --force. Nothing is written when the file is damaged.
+    FILE "-" reads the backup from stdin.
     """
     bar = _Bar("restore")
+    source = sys.stdin.buffer if str(file) == "-" else file
     try:
-        header = backup.restore(file, force=force, on_header=bar.start, progress=bar.update)
+        header = backup.restore(source, force=force, on_header=bar.start, progress=bar.update)
     except backup.BackupError as exc:
         raise click.ClickException(f"{exc}; nothing was restored") from None
     except SQLAlchemyError as exc:

@@ -355,3 +355,17 @@ def test_the_partial_file_is_removed_when_a_backup_fails(app: Flask, tmp_path: P
         backup.write(file, progress=fail)
     assert file.read_bytes() == b"an older backup"  # replaced only by a whole backup
     assert os.listdir(tmp_path) == ["backup.jsonl.gz"]
+
+
+def test_backup_to_stdout_and_restore_from_stdin(app: Flask) -> None:
+    """`docker compose exec -T berater flask --app run backup - > file`, and back."""
+    fill(app)
+    before = dump(app)
+    done = app.test_cli_runner().invoke(args=["backup", "-"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout_bytes[:2] == b"\x1f\x8b"  # only the gzip stream on stdout
+    assert b"backed up" in done.stderr_bytes
+    wipe(app)
+    done = app.test_cli_runner().invoke(args=["restore", "-"], input=done.stdout_bytes)
+    assert done.exit_code == 0, done.output
+    assert dump(app) == before
