@@ -42,10 +42,12 @@ REDACTIONS = [
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 REQUEST_ID_KEY = "berater.request_id"  # where RequestLog keeps the id in the WSGI environ
-# Probes ask these every few seconds: their request lines are logged at DEBUG, not INFO (a
-# failed readiness check logs its own warning naming the part that failed).
-QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+# Probes and the metrics scraper ask these every few seconds: their request lines are logged
+# at DEBUG, not INFO (a failed readiness check logs its own warning naming the part).
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HANDLER_NAME = "berater.stderr"  # the handler `configure` gives the "berater" logger
+# Told of each answer: the WSGI environ, the status code ("200") and the seconds it took.
+Observer = Callable[["WSGIEnvironment", str, float], None]
 
 
 def redact(text: str) -> str:
@@ -122,9 +124,10 @@ FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
 }
 
 
-def configure(app: Flask) -> None:
+def configure(app: Flask, observe: Observer | None = None) -> None:
     """Send berater's logs to stderr through the redacting formatter of LOG_FORMAT (text or
-    JSON), at LOG_LEVEL."""
+    JSON), at LOG_LEVEL; wrap the app in the request log, which tells `observe` of each
+    answer."""
     logger = logging.getLogger("berater")
     handler = next((h for h in logger.handlers if h.name == HANDLER_NAME), None)
     if handler is None:
@@ -137,7 +140,9 @@ def configure(app: Flask) -> None:
     app.logger.handlers = logger.handlers
     app.logger.propagate = False
 
-    app.wsgi_app = RequestLog(app.wsgi_app, logging.getLogger("berater.request"), _masks(app))  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(  # type: ignore[method-assign]
+        app.wsgi_app, logging.getLogger("berater.request"), _masks(app), observe
+    )
 
 
 class RequestLog:
@@ -148,12 +153,17 @@ class RequestLog:
     method, path (masked, see `mask_path`; never the query string), status, time and id, and
     is only built when the access logger is on. The same fields go with the record (its
     `http` attribute) for the JSON format. The health probes' lines (QUIET_PATHS) are DEBUG.
+    `observe(environ, status, seconds)`, when given, is told of every answer (the metrics).
     """
 
     def __init__(
-        self, app: WSGIApplication, access: logging.Logger, masks: list[tuple[re.Pattern[str], str]]
+        self,
+        app: WSGIApplication,
+        access: logging.Logger,
+        masks: list[tuple[re.Pattern[str], str]],
+        observe: Observer | None = None,
     ) -> None:
-        self.app, self.access, self.masks = app, access, masks
+        self.app, self.access, self.masks, self.observe = app, access, masks, observe
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID")
@@ -166,11 +176,17 @@ class RequestLog:
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
-        if not self.access.isEnabledFor(logging.INFO):
+        logging_on = self.access.isEnabledFor(logging.INFO)
+        if not logging_on and self.observe is None:
             return self.app(environ, start)
         started = time.perf_counter()
         body = self.app(environ, start)
         took = (time.perf_counter() - started) * 1000
+        status = statuses[-1].split(" ", 1)[0] if statuses else "-"
+        if self.observe is not None:
+            self.observe(environ, status, took / 1000)
+        if not logging_on:
+            return body
         path = "/" + get_path_info(environ).lstrip("/")
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         if level == logging.DEBUG and not self.access.isEnabledFor(level):
@@ -179,7 +195,6 @@ class RequestLog:
             if pattern.match(path):
                 path = replacement
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        status = statuses[-1].split(" ", 1)[0] if statuses else "-"
         fields = {
             "request_id": request_id,
             "method": method,

@@ -1,5 +1,5 @@
-"""Operations: liveness and readiness (`/healthz`, `/readyz`) and backups (`flask backup`,
-`flask restore`)."""
+"""Operations: liveness and readiness (`/healthz`, `/readyz`), Prometheus metrics
+(`/metrics`) and backups (`flask backup`, `flask restore`)."""
 
 from flask import Blueprint, Flask
 
@@ -7,9 +7,12 @@ bp = Blueprint("ops", __name__)
 
 
 def init_app(app: Flask, api: Blueprint) -> None:
-    """Register the health routes on the app (outside `/api`) and the backup commands."""
-    from berater.ops import cli, health, views  # noqa: F401 - routes
+    """Register the health and metrics routes on the app (outside `/api`) and the backup
+    commands."""
+    from berater.ops import cli, health, views
 
     health.init_app(app)
     app.register_blueprint(bp)
+    if app.config["METRICS"]:
+        app.add_url_rule("/metrics", "metrics", views.metrics_view, methods=["GET"])
     cli.register(app)

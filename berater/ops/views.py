@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Response
+from flask import Response, current_app
 
+from berater import metrics
 from berater.ops import bp, health
 
 log = logging.getLogger("berater.ops")
@@ -36,3 +37,9 @@ def readyz() -> Response:
     failed = ", ".join(state.failed)
     log.warning("not ready: %s", "; ".join(f"{name} {state.parts[name]}" for name in state.failed))
     return _answer(503, f"not ready: {failed}", state.parts)
+
+
+def metrics_view() -> Response:
+    """Prometheus metrics, added up over the workers (registered when METRICS is on)."""
+    body, media_type = metrics.render(current_app.config["PROMETHEUS_MULTIPROC_DIR"])
+    return Response(body, 200, NO_STORE, content_type=media_type)
