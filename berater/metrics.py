@@ -89,8 +89,7 @@ UPSTREAM_ERRORS = Counter(
 )
 WECHAT_REFRESHES = Counter(
     "berater_wechat_refreshes_total",
-    "Fetches of the values WeChat hands out for a while (access_token, jsapi_ticket), "
-    "by outcome",
+    "Fetches of the values WeChat hands out for a while (access_token, jsapi_ticket), by outcome",
     ["value", "outcome"],
 )
 TASKS_WAITING = Gauge(

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from berater.ext.wechat import client as wechat_client
+from berater.ext.wechat import ticket
 from standins.aliyun import RunningAliyunSms
 from standins.wechat import RunningWeChat
 from tests.chat.helpers import event_xml, post, signed_query, text_xml, url
@@ -133,7 +134,7 @@ def test_sms_sends_and_provider_errors_are_counted_by_code(
     assert PHONE not in text and OTHER_PHONE not in text
 
 
-def test_upstream_calls_and_access_token_refreshes_are_counted(
+def test_upstream_calls_and_access_token_and_ticket_refreshes_are_counted(
     ctx: Flask, wechat: RunningWeChat
 ) -> None:
     labels = {"service": "wechat", "operation": "/cgi-bin/message/custom/send"}
@@ -141,11 +142,14 @@ def test_upstream_calls_and_access_token_refreshes_are_counted(
         change("berater_wechat_refreshes_total", value="access_token", outcome="ok") as refreshes,
         change("berater_upstream_request_duration_seconds_count", **labels, outcome="ok") as ok,
         change("berater_upstream_errors_total", **labels, error="http_5xx") as failed,
+        change("berater_wechat_refreshes_total", value="jsapi_ticket", outcome="ok") as tickets,
     ):
         wechat_client.send_text("o_metrics_upstream", "你好")
         wechat.fake.fail("/cgi-bin/message/custom/send", "http500", times=1)
         wechat_client.send_text("o_metrics_upstream", "再见")  # retried once, then sent
-    assert (refreshes, ok, failed) == ([1], [2], [1])
+        ticket.jsapi_ticket()
+        ticket.jsapi_ticket()  # kept: no second fetch
+    assert (refreshes, ok, failed, tickets) == ([1], [2], [1], [1])
     assert sample(
         "berater_upstream_request_duration_seconds_bucket", **labels, outcome="ok", le="+Inf"
     )
