@@ -99,8 +99,3 @@ def qna_state() -> str:
     if current_app.extensions[qna.extension_key].engine is None:
         return "index not loaded: run `flask --app run qna build`, then restart the workers"
     return OK
-
-
-def dispose(app: Flask) -> None:
-    """Close the check's engine (it holds no connection; for tidy tests)."""
-    app.extensions[ENGINE_KEY].dispose()
