@@ -18,10 +18,18 @@ file); the label tuple's child is looked up in a plain dict, not through `labels
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+# prometheus_client picks its mode when first imported: multiprocess whenever
+# PROMETHEUS_MULTIPROC_DIR is in the environment, even empty, and an empty one puts the
+# files in the working folder. Empty means unset, as for every setting (`.env.example`
+# ships `PROMETHEUS_MULTIPROC_DIR=`, and `flask` loads `.env` before the app's modules).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,

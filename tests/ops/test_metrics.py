@@ -7,8 +7,12 @@ The multiprocess mode under gunicorn is tested in tests/test_gunicorn.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -24,6 +28,7 @@ from tests.helpers import bearer, token_for
 
 pytestmark = pytest.mark.backends
 
+ROOT = Path(__file__).resolve().parents[2]
 PHONE, OTHER_PHONE = "13812345678", "13912345678"
 REQUESTS = "berater_http_request_duration_seconds_count"
 
@@ -197,3 +202,16 @@ def test_with_metrics_off_nothing_is_counted_or_served(make_app: Callable[..., F
         assert app.test_client().get("/api/ping").status_code == 200
     assert pings == [0]
     assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_an_empty_multiprocess_folder_means_this_process_only(tmp_path: Path) -> None:
+    """`PROMETHEUS_MULTIPROC_DIR=` (as .env.example ships it, and as compose passes an empty
+    value on) is unset: a `flask` command writes no metric files into its working folder."""
+    count = "from berater import metrics; metrics.token_check('ok'); print('counted')"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", count], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"counted\n"
+    assert list(tmp_path.iterdir()) == []
