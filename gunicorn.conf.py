@@ -3,12 +3,26 @@
 Sync workers: on a 2-core machine they beat gthread when requests come without keep-alive,
 which is what a reverse proxy usually sends. The embedded store, when REDIS_URL is empty,
 is started here in the master before any worker forks, so all workers share one server.
+
+Metrics: every worker writes its Prometheus values to files in one folder,
+PROMETHEUS_MULTIPROC_DIR (default: `metrics` in the instance folder), which `/metrics` adds
+up. prometheus_client reads the variable when it opens its files, so it is set here, before
+any app module loads; the master empties the folder when it starts and marks each worker
+that exits as dead (its gauges stop counting, its counters stay in the totals).
 """
 
 import multiprocessing
 import os
+from pathlib import Path
 
+from berater import instance_path
 from berater.logs import gunicorn_logconfig
+from berater.settings import read_setting
+
+metrics_dir = read_setting("PROMETHEUS_MULTIPROC_DIR") or str(
+    Path(instance_path({"INSTANCE_PATH": read_setting("INSTANCE_PATH")})) / "metrics"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -19,23 +33,39 @@ keepalive = 2
 limit_request_line = 4094
 limit_request_field_size = 8190
 accesslog = None  # the app logs one redacted line per request
-# gunicorn's own loggers through the app's redacting formatter (berater/logs.py): a refused
-# request line is logged whole, query string included. Importing berater.logs here is cheap:
-# the master imports the app's modules before forking anyway (berater.prefork).
-logconfig_dict = gunicorn_logconfig()
+# gunicorn's own loggers through the app's redacting formatter (berater/logs.py), text or JSON
+# as LOG_FORMAT says: a refused request line is logged whole, query string included.
+# Importing berater.logs here is cheap: the master imports the app's modules before forking
+# anyway (berater.prefork).
+logconfig_dict = gunicorn_logconfig(read_setting("LOG_FORMAT"))
 # gunicorn 27's control socket defaults to one path per user (~/.gunicorn), shared by every
 # gunicorn on the machine; nothing here uses it.
 control_socket_disable = True
 
 
 def on_starting(server):
-    from berater import instance_path, prefork
+    from berater import prefork
     from berater.ext import embedded_redis
     from berater.settings import load_config
 
     settings = load_config()
+    _empty_metrics_dir()
     if not settings["REDIS_URL"]:
         embedded_redis.ensure_running(instance_path(settings))
     # The app's modules and jieba's dictionary load once here; the forked workers share them
     # and start in a fraction of a second (bench/qna.py measures it).
     prefork(settings)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _empty_metrics_dir():
+    """A fresh start: no counts left from an earlier master's workers."""
+    folder = Path(metrics_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()

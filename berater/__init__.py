@@ -31,12 +31,14 @@ FEATURES = (
     "berater.docs",
     "berater.apps.face",
     "berater.apps.nova",
+    "berater.ops",
 )
 # The shared modules `create_app` needs beside the features.
 SHARED_MODULES = (
     "berater.errors",
     "berater.http",
     "berater.logs",
+    "berater.metrics",
     "berater.urls",
     "berater.cors",
     "berater.extensions",
@@ -95,10 +97,11 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     of settings laid over the environment's (tests pass {"BERATER_ENV": "testing", ...}).
     Without either, $BERATER_ENV chooses, and unset means production.
     """
-    from berater import cors, errors, http, logs, urls
+    from berater import cors, errors, http, logs, metrics, urls
     from berater.extensions import crypto, db, migrate, sms, store, tasks, wechat
 
     app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
+    app.request_class = http.RuledRequest
     app.session_interface = http.CookieSessions()
     settings = load_config(config) if isinstance(config, str) else load_config(overrides=config)
     app.config.update(settings)
@@ -116,7 +119,10 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-    logs.configure(app, http.EVERY_ANSWER)  # nosniff on every answer, before Flask too
+    # nosniff on every answer, before Flask too; each answer counted when METRICS is on
+    logs.configure(
+        app, http.EVERY_ANSWER, metrics.observe_request if app.config["METRICS"] else None
+    )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     store.init_app(app)

@@ -32,6 +32,7 @@ from spectree.utils import (
     get_multidict_items,
 )
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import Rule
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
@@ -414,6 +415,27 @@ class Validation(FlaskPlugin):
                     resp, resp_model, skip_validation, force_resp_serialize
                 )
         return resp, None
+
+
+URL_RULE_KEY = "berater.url_rule"  # where RuledRequest leaves the matched rule's text
+
+
+class RuledRequest(Request):
+    """Flask's request, which also leaves the text of the URL rule it matched
+    (`/api/code/<code>`) in the WSGI environ, where the request log finds it for the metrics
+    after Flask has let go of the request."""
+
+    _url_rule: Rule | None = None
+
+    @property
+    def url_rule(self) -> Rule | None:
+        return self._url_rule
+
+    @url_rule.setter
+    def url_rule(self, rule: Rule | None) -> None:
+        self._url_rule = rule
+        if rule is not None:
+            self.environ[URL_RULE_KEY] = rule.rule
 
 
 class CookieSessions(SecureCookieSessionInterface):

@@ -11,9 +11,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from flask import Flask, has_request_context, request
 from werkzeug.wsgi import get_path_info
 
@@ -40,6 +42,12 @@ REDACTIONS = [
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 REQUEST_ID_KEY = "berater.request_id"  # where RequestLog keeps the id in the WSGI environ
+# Probes and the metrics scraper ask these every few seconds: their request lines are logged
+# at DEBUG, not INFO (a failed readiness check logs its own warning naming the part).
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+HANDLER_NAME = "berater.stderr"  # the handler `configure` gives the "berater" logger
+# Told of each answer: the WSGI environ, the status code ("200") and the seconds it took.
+Observer = Callable[["WSGIEnvironment", str, float], None]
 
 
 def redact(text: str) -> str:
@@ -74,23 +82,69 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{ord(match.group()):02x}"
 
 
-def configure(app: Flask, headers: Iterable[tuple[str, str]] = ()) -> None:
-    """Send berater's logs to stderr through the safe formatter, at LOG_LEVEL; wrap the app in
-    `RequestLog`, which also sends `headers` with every answer."""
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line, redacted as SafeFormatter redacts.
+
+    Keys: time (UTC, ISO 8601), level, logger, message, pid; during a request its
+    request_id; on the request line also method, path (masked, without the query string),
+    status and duration_ms; and exc, the traceback, when there is one. Every text value goes
+    through the same redaction as a text line; JSON escapes what is left of line breaks.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _clean(record.getMessage()),
+            "pid": record.process,
+        }
+        fields = getattr(record, "http", None)
+        if fields:
+            entry.update({k: _clean(v) if isinstance(v, str) else v for k, v in fields.items()})
+        elif has_request_context():
+            entry["request_id"] = request_id()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact(record.stack_info)
+        return orjson.dumps(entry).decode()
+
+
+def _clean(text: str) -> str:
+    return redact(CONTROL.sub(_escape, text))
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
+    "text": lambda: SafeFormatter(TEXT_FORMAT),
+    "json": JsonFormatter,
+}
+
+
+def configure(
+    app: Flask, headers: Iterable[tuple[str, str]] = (), observe: Observer | None = None
+) -> None:
+    """Send berater's logs to stderr through the redacting formatter of LOG_FORMAT (text or
+    JSON), at LOG_LEVEL; wrap the app in the request log, which sends `headers` with every
+    answer and tells `observe` of each one."""
     logger = logging.getLogger("berater")
-    if not any(isinstance(h.formatter, SafeFormatter) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if h.name == HANDLER_NAME), None)
+    if handler is None:
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            SafeFormatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
-        )
+        handler.name = HANDLER_NAME
         logger.addHandler(handler)
         logger.propagate = False
+    handler.setFormatter(FORMATTERS[app.config["LOG_FORMAT"]]())
     logger.setLevel(app.config["LOG_LEVEL"].upper())
     app.logger.handlers = logger.handlers
     app.logger.propagate = False
 
-    access = logging.getLogger("berater.request")
-    app.wsgi_app = RequestLog(app.wsgi_app, access, _masks(app), tuple(headers))  # type: ignore[method-assign]
+    app.wsgi_app = RequestLog(  # type: ignore[method-assign]
+        app.wsgi_app, logging.getLogger("berater.request"), _masks(app), tuple(headers), observe
+    )
 
 
 class RequestLog:
@@ -99,9 +153,11 @@ class RequestLog:
     The id is the caller's X-Request-ID when it is a sound one, else 32 random hex digits;
     it is kept in the environ (`request_id()`) and sent back on every answer, with the fixed
     `headers` (appended here, where they cost a list append instead of a pass through
-    werkzeug's header checks; also on answers given before Flask). The line says
-    method, path (masked, see `mask_path`; never the query string), status, time and id, and
-    is only built when the access logger is on.
+    werkzeug's header checks; also on answers given before Flask). The line says method,
+    path (masked, see `mask_path`; never the query string), status, time and id, and is only
+    built when the access logger is on. The same fields go with the record (its `http`
+    attribute) for the JSON format. The health probes' lines (QUIET_PATHS) are DEBUG.
+    `observe(environ, status, seconds)`, when given, is told of every answer (the metrics).
     """
 
     def __init__(
@@ -110,8 +166,10 @@ class RequestLog:
         access: logging.Logger,
         masks: list[tuple[re.Pattern[str], str]],
         headers: tuple[tuple[str, str], ...] = (),
+        observe: Observer | None = None,
     ) -> None:
-        self.app, self.access, self.masks, self.headers = app, access, masks, headers
+        self.app, self.access, self.masks = app, access, masks
+        self.headers, self.observe = headers, observe
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID")
@@ -126,22 +184,41 @@ class RequestLog:
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
-        if not self.access.isEnabledFor(logging.INFO):
+        logging_on = self.access.isEnabledFor(logging.INFO)
+        if not logging_on and self.observe is None:
             return self.app(environ, start)
         started = time.perf_counter()
         body = self.app(environ, start)
         took = (time.perf_counter() - started) * 1000
+        status = statuses[-1].split(" ", 1)[0] if statuses else "-"
+        if self.observe is not None:
+            self.observe(environ, status, took / 1000)
+        if not logging_on:
+            return body
         path = "/" + get_path_info(environ).lstrip("/")
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if level == logging.DEBUG and not self.access.isEnabledFor(level):
+            return body
         for pattern, replacement in self.masks:
             if pattern.match(path):
                 path = replacement
-        self.access.info(
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        fields = {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": int(status) if status.isdigit() else None,
+            "duration_ms": round(took, 1),
+        }
+        self.access.log(
+            level,
             "%s %s %s %.1fms id=%s",
-            environ.get("REQUEST_METHOD", "GET").upper(),
+            method,
             path,
-            statuses[-1].split(" ", 1)[0] if statuses else "-",
+            status,
             took,
             request_id,
+            extra={"http": fields},
         )
         return body
 
@@ -168,18 +245,24 @@ def _masks(app: Flask) -> list[tuple[re.Pattern[str], str]]:
     return masks
 
 
-def gunicorn_logconfig() -> dict[str, object]:
-    """gunicorn's `logconfig_dict` (gunicorn.conf.py): its loggers write through SafeFormatter
-    too. gunicorn.error logs a refused request line whole, query string included (an OAuth
-    code, a phone, an ID card); the root logger catches third-party libraries' warnings.
+def gunicorn_logconfig(log_format: str = "text") -> dict[str, object]:
+    """gunicorn's `logconfig_dict` (gunicorn.conf.py): its loggers write through the app's
+    redacting formatter of `log_format` (LOG_FORMAT) too. gunicorn.error logs a refused
+    request line whole, query string included (an OAuth code, a phone, an ID card); the
+    root logger catches third-party libraries' warnings.
     gunicorn.access is kept below its level: the app logs each request itself, without the
     query string, which gunicorn's access line would show. gunicorn.error's level stays
     gunicorn's `loglevel`."""
     handler = {"class": "logging.StreamHandler", "formatter": "safe", "stream": "ext://sys.stderr"}
+    formatter: dict[str, str] = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if log_format == "json"
+        else {"class": f"{__name__}.SafeFormatter", "format": TEXT_FORMAT}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"safe": {"class": f"{__name__}.SafeFormatter", "format": GUNICORN_FORMAT}},
+        "formatters": {"safe": formatter},
         "handlers": {"stderr": handler},
         "root": {"level": "WARNING", "handlers": ["stderr"]},
         "loggers": {
@@ -187,7 +270,3 @@ def gunicorn_logconfig() -> dict[str, object]:
             "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
     }
-
-
-# The app's line format (configure), with the logger's name, so gunicorn's lines read alike.
-GUNICORN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"

@@ -287,6 +287,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INSTANCE_PATH", text, "", "folder of the SQLite file and the embedded store"),
     Setting("LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO",
             "level of the app's own logs", dev="DEBUG"),
+    Setting("LOG_FORMAT", choice("text", "json"), "text",
+            "log lines as text, or one JSON object per line"),
+    Setting("METRICS", boolean, True,
+            "count requests and outside calls, served at /metrics (Prometheus)"),
+    Setting("PROMETHEUS_MULTIPROC_DIR", text, "",
+            "the workers' shared metrics folder; gunicorn.conf.py sets it; empty: this process"),
     Setting("LEGACY_STATUS_200", boolean, False, "status line 200, the real code in the body"),
     Setting("TRUSTED_PROXIES", integer(0, 10), 0,
             "reverse proxies trusted for X-Forwarded-* (nginx in front: 1)"),
@@ -308,6 +314,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", url("redis", "rediss", "unix", host=False), "",
             "Redis URL; empty: the embedded store in the instance folder"),
     Setting("REDIS_SOCKET_TIMEOUT", SECONDS, 1.0, "seconds before a store call gives up"),
+    fixed("READY_DB_TIMEOUT", 1.0, "seconds /readyz waits for the database"),
     # --- tokens ---
     Setting("CRYPTO_KEYS", items, [DEV_CRYPTO_KEY], "Fernet keys, newest first",
             test=[TEST_CRYPTO_KEY], prod=[], required=True),
@@ -488,6 +495,24 @@ def load_config(
                 "set BERATER_ENV=development or testing for those defaults)"
             ) from None
     return settings
+
+
+def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment (and .env), or its default in $BERATER_ENV's set,
+    without loading and checking the others: for gunicorn.conf.py, which needs LOG_FORMAT
+    before any app exists. A bad value is a ConfigError naming the setting."""
+    if environ is None:
+        load_dotenv(Path.cwd() / ".env", override=False)
+        environ = os.environ
+    row = ROWS[name]
+    env = environ.get("BERATER_ENV", "").strip() or "production"
+    raw = environ.get(name, "")
+    if row.parse is None or not raw.strip():
+        return row.default_for(env if env in ENVIRONMENTS else "production")
+    try:
+        return row.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name} is invalid: {exc}") from None
 
 
 def trusted_hosts(settings: Mapping[str, Any]) -> list[str] | None:

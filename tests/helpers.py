@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import http.client
+import os
+import signal
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from berater.ext import embedded_redis
+from tests.servers import Server
 
 T = TypeVar("T")
 
@@ -72,3 +80,54 @@ def post_chunked(base: str, path: str, body: bytes, content_type: str) -> tuple[
         return response.status, response.read()
     finally:
         connection.close()
+
+
+class StoreOutage:
+    """Takes the app's store down in one of two ways, and brings it back.
+
+    hung:    the server process is frozen (SIGSTOP): the kernel still accepts connections
+             but nothing answers, so the client waits for its socket timeout.
+    refused: the server process is gone: connecting fails at once.
+
+    A redis-server is brought back by its owner (here `Server.restart()`, in
+    production the service manager). The embedded server has no supervisor: it is started by
+    the process that launches the app (gunicorn's master in `on_starting`, `python run.py`,
+    `flask ...`, here the test process through `create_app`), always through
+    `embedded_redis.ensure_running()`, on a socket path derived from the instance folder.
+    So after a crash the recovery is that same call by the launcher; the running app keeps
+    its client and, since the socket path is the same, its pool simply reconnects. That is
+    what "recovers without a restart" means for the embedded store.
+    """
+
+    def __init__(self, app: Flask, server: Server | None) -> None:
+        self.app = app
+        self.server = server
+        self.pid = 0 if server else self._embedded_pid()
+
+    def _embedded_pid(self) -> int:
+        pid = int((Path(self.app.instance_path) / "redis.pid").read_text().strip())
+        served_by = self.app.extensions["berater.store"].info("server")["process_id"]
+        assert pid == served_by, "redis.pid does not name the server behind the socket"
+        return pid
+
+    def begin(self, failure: str) -> None:
+        if self.server is not None:
+            self.server.pause() if failure == "hung" else self.server.stop()
+            return
+        if failure == "hung":
+            os.kill(self.pid, signal.SIGSTOP)
+            return
+        os.kill(self.pid, signal.SIGKILL)  # a crash: no save, the socket file stays behind
+        socket_path = embedded_redis.socket_path(self.app.instance_path)
+        deadline = time.monotonic() + 5
+        while embedded_redis.is_alive(socket_path, timeout=0.1):
+            assert time.monotonic() < deadline, "the embedded Redis survived SIGKILL"
+            time.sleep(0.02)
+
+    def end(self, failure: str) -> None:
+        if self.server is not None:
+            self.server.resume() if failure == "hung" else self.server.restart()
+        elif failure == "hung":
+            os.kill(self.pid, signal.SIGCONT)
+        else:
+            embedded_redis.ensure_running(self.app.instance_path)

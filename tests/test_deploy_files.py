@@ -464,7 +464,7 @@ def test_dockerfile_listens_where_compose_publishes() -> None:
     assert env["GUNICORN_BIND"].startswith("0.0.0.0:")
     assert final_stage("EXPOSE") == [port]
     assert re.search(rf"^\s*server berater:{port}\b", NGINX_SITE.read_text(), re.MULTILINE)
-    assert f"127.0.0.1:{port}/api/ping" in final_stage("HEALTHCHECK")[-1]
+    assert f"127.0.0.1:{port}/readyz" in final_stage("HEALTHCHECK")[-1]
 
 
 def healthcheck_env(service_base_url: str = "https://berater.example.edu.cn") -> dict[str, str]:
@@ -482,24 +482,28 @@ def healthcheck_command(base_url: str) -> list[str]:
     ]
 
 
-def test_healthcheck_passes_on_the_running_app(make_app: Callable[..., Flask]) -> None:
+def test_healthcheck_passes_on_the_running_app(
+    make_app: Callable[..., Flask], qna_index: Path
+) -> None:
     """As in production: the app answers only SERVICE_BASE_URL's host, and the check, sent to
-    the loopback port, names that host."""
+    the loopback port, names that host; it passes once the app is ready (its database,
+    store and Q&A index), and fails while it is not."""
     public = "https://berater.example.edu.cn"
-    app = make_app(SERVICE_BASE_URL=public, EXTRA_HOSTS=[])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    try:
-        assert requests.get(f"{base}/api/ping", timeout=5).status_code == 400  # Host 127.0.0.1
-        command = healthcheck_command(base)
-        result = subprocess.run(
-            command, env=healthcheck_env(public), capture_output=True, timeout=10
-        )
-        assert result.returncode == 0, result.stderr
-    finally:
-        server.shutdown()
-        server.server_close()
+    for index, ready in ((qna_index, True), (qna_index.parent / "missing.npz", False)):
+        app = make_app(SERVICE_BASE_URL=public, EXTRA_HOSTS=[], QNA_INDEX=str(index))
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_port}"
+        try:
+            assert requests.get(f"{base}/readyz", timeout=5).status_code == 400  # Host 127.0.0.1
+            command = healthcheck_command(base)
+            result = subprocess.run(
+                command, env=healthcheck_env(public), capture_output=True, timeout=10
+            )
+            assert (result.returncode == 0) is ready, result.stderr
+        finally:
+            server.shutdown()
+            server.server_close()
 
 
 def test_healthcheck_fails_when_the_app_is_down_or_unwell() -> None:

@@ -221,6 +221,171 @@ def test_gunicorn_own_log_is_redacted_and_foreign_hosts_are_refused(
         _cleanup(master, instance)
 
 
+def test_gunicorn_json_logs_parse_and_carry_no_secret(
+    tmp_path: Path, wechat: RunningWeChat
+) -> None:
+    """LOG_FORMAT=json: every line on gunicorn's output, the app's and gunicorn's own, is one
+    JSON object, and none carries the token, phone, ID card or code a request held."""
+    instance = tmp_path / "instance"
+    port = free_port()
+    env = _gunicorn_env(tmp_path, port, wechat, LOG_FORMAT="json")
+    upgrade = subprocess.run(
+        [str(BIN / "flask"), "--app", "run", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr[-3000:]
+    code, phone, id_card = "oauth" + secrets.token_hex(12), "13812345678", "11010519491231002X"
+    out_path, err_path = tmp_path / "gunicorn.out", tmp_path / "gunicorn.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        master = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        workers = _wait_until_serving(master, port, err_path)
+        token = _request(port, "POST", "/api/test/token/o_json_log").body["data"]["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        answers = _on_both_workers(port, workers, "GET", "/api/token", auth)
+        assert [a.status for a in answers] == [200, 200]
+        query = f"code={code}&phone={phone}&id_card={id_card}"
+        assert _request(port, "GET", f"/api/ping?{query}").status == 200
+        assert _request(port, "GET", f"/api/code/{code[-6:]}?{query}", auth).status in {400, 403}
+        status, _ = _raw(port, f"GET /signin/callback?{query}\r\nHost: 127.0.0.1\r\n\r\n")
+        assert status == 400  # gunicorn refuses the line and logs it, query string included
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=25) == 0
+        text = err_path.read_text(errors="replace") + out_path.read_text(errors="replace")
+        for secret in (token, code, code[-6:], phone, id_card):
+            assert secret not in text, secret
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        for line in lines:
+            assert {"time", "level", "logger", "message", "pid"} <= set(line), line
+        requests = {
+            line["request_id"]: line for line in lines if line["logger"] == "berater.request"
+        }
+        for answer in answers:  # each worker logged its own answer, with its pid
+            logged = requests[answer.request_id]
+            assert (logged["pid"], logged["status"], logged["path"]) == (
+                answer.worker,
+                200,
+                "/api/token",
+            )
+            assert logged["method"] == "GET" and logged["duration_ms"] >= 0
+        paths = {line["path"] for line in requests.values()}
+        assert "/api/ping" in paths and "/api/code/******" in paths  # no query, masked
+        gunicorn = [line for line in lines if line["logger"] == "gunicorn.error"]
+        assert any(line["message"].startswith("Booting worker") for line in gunicorn)
+        assert any("code=[redacted]" in line["message"] for line in gunicorn)
+    except BaseException:
+        print(f"---- tail of gunicorn's stderr ({err_path}) ----\n{_tail(err_path)}")
+        raise
+    finally:
+        _cleanup(master, instance)
+
+
+def test_metrics_of_both_workers_add_up_and_outlive_a_worker(
+    tmp_path: Path, wechat: RunningWeChat
+) -> None:
+    """prometheus_client's multiprocess mode: /metrics, answered by either worker, adds up the
+    requests both answered; the master empties the folder at start, so an earlier run's
+    counts are gone; a worker that exits keeps its counts in the totals and its live gauges
+    are dropped (gunicorn.conf.py's child_exit)."""
+    instance = tmp_path / "instance"
+    port = free_port()
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    stale = (
+        "from berater import metrics\n"
+        "for _ in range(1000):\n"
+        "    metrics.HTTP_REQUESTS.labels('/healthz', 'GET', '200').observe(0.001)\n"
+    )
+    env = _gunicorn_env(tmp_path, port, wechat, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    subprocess.run([sys.executable, "-c", stale], cwd=ROOT, env=env, check=True, timeout=60)
+    assert list(folder.glob("histogram_*.db")), "the earlier run left no file"
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        master = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        workers = _wait_until_serving(master, port, log_path)
+        rounds = 3
+        for _ in range(rounds):
+            answers = _on_both_workers(port, workers, "GET", "/healthz")
+            assert sorted(a.worker for a in answers) == sorted(workers)
+        for pid in workers:  # each worker wrote its own files
+            assert (folder / f"histogram_{pid}.db").exists(), pid
+            assert (folder / f"gauge_livesum_{pid}.db").exists(), pid
+        assert _healthz_count(port) == 2 * rounds  # summed over both, nothing stale
+
+        # One worker exits; gunicorn starts another; the exited worker's counts remain.
+        gone = workers[0]
+        os.kill(gone, signal.SIGTERM)
+        deadline = time.monotonic() + START_TIMEOUT
+        while (folder / f"gauge_livesum_{gone}.db").exists() or len(_children(master)) < 2:
+            assert time.monotonic() < deadline, "the worker was not replaced and marked dead"
+            time.sleep(0.05)
+        assert (folder / f"histogram_{gone}.db").exists()
+        assert _request(port, "GET", "/healthz").status == 200
+        assert _healthz_count(port) == 2 * rounds + 1
+        text = _text(port, "/metrics")
+        assert "berater_token_checks_total" in text and "berater_tasks_waiting" in text
+
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(timeout=25) == 0
+    except BaseException:
+        print(f"---- tail of gunicorn's output ({log_path}) ----\n{_tail(log_path)}")
+        raise
+    finally:
+        _cleanup(master, instance)
+
+
+def _text(port: int, path: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        conn.close()
+
+
+def _healthz_count(port: int) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {"endpoint": "/healthz", "method": "GET", "status": "200"}
+    for family in text_string_to_metric_families(_text(port, "/metrics")):
+        for sample in family.samples:
+            if sample.name.endswith("_count") and sample.labels == wanted:
+                return sample.value
+    return 0.0
+
+
+def _children(master: subprocess.Popen[bytes]) -> list[int]:
+    return [
+        p.pid
+        for p in psutil.Process(master.pid).children()
+        if "redis-server" not in p.name() and _is_running(p.pid)
+    ]
+
+
 def _gunicorn_env(tmp_path: Path, port: int, wechat: RunningWeChat, **extra: str) -> dict[str, str]:
     """The environment of a gunicorn with two workers on SQLite and the embedded store."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
+import re
 
 import pytest
 
+from berater import logs
 from berater.logs import SafeFormatter, redact
 from tests import factories
 
@@ -77,3 +81,60 @@ def test_request_logs_never_show_codes_tokens_or_cards(client):
     assert "GET /api/token 200" in output
     for secret in (token, "123456", "13812345678", CARD, "hunter2-secret"):
         assert secret not in output
+
+
+def test_log_format_json_writes_one_redacted_object_per_line(make_app):
+    app = make_app(LOG_FORMAT="json")
+    (ours,) = [h for h in logging.getLogger("berater").handlers if h.name == logs.HANDLER_NAME]
+    assert isinstance(ours.formatter, logs.JsonFormatter)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("berater")
+    logger.addHandler(handler)
+    client = app.test_client()
+    try:
+        token = client.post("/api/test/token/o_json").get_json()["data"]["token"]
+        client.get("/api/token", headers={"Authorization": f"Bearer {token}"})
+        client.get(f"/api/code/123456?phone=13812345678&id_card={CARD}")
+        client.post("/api/token", json={"username": "x", "password": "hunter2-secret"})
+        with app.test_request_context(environ_base={logs.REQUEST_ID_KEY: "req-in-context-1"}):
+            try:
+                raise ValueError(f"bad card {CARD}\nsecond line")
+            except ValueError:
+                logging.getLogger("berater.x").exception("failed for %s", "13812345678")
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue()
+    for secret in (token, "123456", "13812345678", CARD, "hunter2-secret"):
+        assert secret not in output
+    lines = [json.loads(line) for line in output.splitlines()]
+    requests = [line for line in lines if line["logger"] == "berater.request"]
+    assert [(r["method"], r["path"], r["status"]) for r in requests] == [
+        ("POST", "/api/test/token/o_json", 200),
+        ("GET", "/api/token", 200),
+        ("GET", "/api/code/******", 401),
+        ("POST", "/api/token", 401),
+    ]
+    for record in requests:
+        assert set(record) == {
+            "time", "level", "logger", "message", "pid",
+            "request_id", "method", "path", "status", "duration_ms",
+        }  # fmt: skip
+        assert record["level"] == "INFO" and record["pid"] == os.getpid()
+        assert re.fullmatch(r"[0-9a-f]{32}", record["request_id"])
+        assert isinstance(record["duration_ms"], float)
+        assert record["time"].endswith("+00:00")
+    (failure,) = [line for line in lines if line["logger"] == "berater.x"]
+    assert failure["level"] == "ERROR"
+    assert failure["message"] == "failed for [phone]"
+    assert failure["request_id"] == "req-in-context-1"
+    assert "ValueError: bad card [id_card]" in failure["exc"]
+
+
+def test_a_text_app_after_a_json_app_logs_text_again(make_app):
+    make_app(LOG_FORMAT="json")
+    make_app()
+    ours = [h for h in logging.getLogger("berater").handlers if h.name == logs.HANDLER_NAME]
+    assert len(ours) == 1
+    assert type(ours[0].formatter) is SafeFormatter

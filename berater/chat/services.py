@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 from flask import current_app
 
+from berater import metrics
 from berater.chat import crypto
 from berater.chat.messages import MalformedMessage, Message, parse_message, parse_xml
 from berater.chat.replies import SUCCESS, encrypted_envelope, fit_text, text_reply
@@ -151,12 +152,14 @@ def bind_signature(args: Mapping[str, str], message: Message) -> None:
         keys=[store.key(AREA, SIGNATURE + signature)], args=[digest, SIGNATURE_TTL * 1000]
     )
     if bound != digest:
+        metrics.WEBHOOK_REPLAYS.inc()
         log.warning("chat: refused a message under a signature that carried another one")
         raise SignatureReused()
 
 
 def respond(message: Message) -> str:
     """The plaintext reply (XML or `success`); a repeat delivery gets the first one's reply."""
+    metrics.webhook_message(message.msg_type, message.event)
     route = route_for(message)
     slow = route.is_slow()
     if route.pure and not slow:
@@ -170,6 +173,7 @@ def _answer_and_keep(handler: Handler, message: Message) -> str:
     reply = _reply(handler, message)
     if store.set_if_absent(AREA, key, DONE + reply, DEDUPE_TTL):
         return reply
+    metrics.WEBHOOK_DUPLICATES.inc()
     return _reply_of_first(key, store.get(AREA, key))
 
 
@@ -177,6 +181,7 @@ def _claim_and_run(handler: Handler, slow: bool, message: Message) -> str:
     """A route with side effects, or a slow one: claim the message, then run it once."""
     key = message.dedupe_key
     if not store.set_if_absent(AREA, key, PENDING, DEDUPE_TTL):
+        metrics.WEBHOOK_DUPLICATES.inc()
         return _reply_of_first(key, store.get(AREA, key))
     try:
         if slow:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
+from berater import metrics
 from berater.errors import (
     ApiError,
     BadRequest,
@@ -147,40 +148,56 @@ class AliyunBackend:
         from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
         started = time.monotonic()
-        try:
-            raw = self.client.do_action_with_exception(self._request(phone, code))
-        except ServerException as exc:  # an HTTP error status with an Aliyun error body
-            error_code = str(exc.get_error_code() or "")
-            log.warning(
-                "SMS provider refused the request: code %s, request id %s",
-                _safe(error_code),
-                _safe(exc.get_request_id()),
-            )
-            raise provider_error(error_code) from None
-        except ClientException as exc:
-            if exc.get_error_code() == "SDK.HttpError":  # timeout or connection failure
+        with metrics.upstream("aliyun", "SendSms") as call:
+            try:
+                raw = self.client.do_action_with_exception(self._request(phone, code))
+            except ServerException as exc:  # an HTTP error status with an Aliyun error body
+                error_code = str(exc.get_error_code() or "")
                 log.warning(
-                    "SMS provider unreachable or too slow after %.1fs", time.monotonic() - started
+                    "SMS provider refused the request: code %s, request id %s",
+                    _safe(error_code),
+                    _safe(exc.get_request_id()),
                 )
-                raise SmsDeliveryUnknown() from None
-            log.error("SMS request failed in the SDK: %s", _safe(exc.get_error_code()))
-            raise UpstreamError("the SMS service failed") from None
-        try:
-            answer = json.loads(raw)
-        except (TypeError, ValueError):
-            answer = None
-        if not isinstance(answer, dict):
-            log.warning("SMS provider answered something that is not a JSON object")
-            raise UpstreamError("the SMS service failed")
-        if answer.get("Code") != "OK":
-            error_code = str(answer.get("Code") or "")
-            log.warning(
-                "SMS provider refused the message: code %s, request id %s",
-                _safe(error_code),
-                _safe(answer.get("RequestId")),
-            )
-            raise provider_error(error_code)
+                raise self._refused(call, error_code) from None
+            except ClientException as exc:
+                if exc.get_error_code() == "SDK.HttpError":  # timeout or connection failure
+                    log.warning(
+                        "SMS provider unreachable or too slow after %.1fs",
+                        time.monotonic() - started,
+                    )
+                    call["error"] = "unreachable"
+                    metrics.SMS_SENDS.labels(self.name, "unknown").inc()
+                    raise SmsDeliveryUnknown() from None
+                log.error("SMS request failed in the SDK: %s", _safe(exc.get_error_code()))
+                call["error"] = "sdk"
+                metrics.SMS_SENDS.labels(self.name, "failed").inc()
+                raise UpstreamError("the SMS service failed") from None
+            try:
+                answer = json.loads(raw)
+            except (TypeError, ValueError):
+                answer = None
+            if not isinstance(answer, dict):
+                log.warning("SMS provider answered something that is not a JSON object")
+                call["error"] = "unreadable"
+                metrics.SMS_SENDS.labels(self.name, "failed").inc()
+                raise UpstreamError("the SMS service failed")
+            if answer.get("Code") != "OK":
+                error_code = str(answer.get("Code") or "")
+                log.warning(
+                    "SMS provider refused the message: code %s, request id %s",
+                    _safe(error_code),
+                    _safe(answer.get("RequestId")),
+                )
+                raise self._refused(call, error_code)
+        metrics.SMS_SENDS.labels(self.name, "sent").inc()
         log.info("SMS code sent, provider request id %s", _safe(answer.get("RequestId")))
+
+    def _refused(self, call: dict[str, str], error_code: str) -> ApiError:
+        """Count a refusal under the provider's code (as logged: only if it looks like one)."""
+        call["error"] = "refused"
+        metrics.SMS_SENDS.labels(self.name, "refused").inc()
+        metrics.SMS_PROVIDER_ERRORS.labels(_safe(error_code)).inc()
+        return provider_error(error_code)
 
 
 # --- console ------------------------------------------------------------------------------
@@ -203,6 +220,7 @@ class ConsoleBackend:
             "redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1);"
             "redis.call('PEXPIRE', KEYS[1], ARGV[3])"
         )(keys=[key], args=[entry, CONSOLE_KEEP, int(self.keep_for * 1000)])
+        metrics.SMS_SENDS.labels(self.name, "sent").inc()
         # The code itself is never logged, not even here: the page shows it.
         log.info("console SMS backend: a code was sent (not delivered; see /dev/sms)")
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from berater import metrics
 from berater.ext import Extension
 from berater.settings import ConfigError
 
@@ -96,11 +97,13 @@ class Pool:
                 task = _Task(app, kind, fn, args)
                 due = time.monotonic() + max(0.0, delay)
                 heapq.heappush(self._waiting, (due, next(self._order), task))
+                metrics.TASKS_WAITING.inc()
                 self._start()
                 self._ready.notify()
                 return True
             self.dropped += 1
             stopped = self._stopped
+        metrics.TASKS_DROPPED.labels("stopped" if stopped else "full").inc()
         if stopped:
             log.warning("task %s dropped: the pool is stopped", kind)
         else:
@@ -127,6 +130,7 @@ class Pool:
             self._stopped = True
             left = len(self._waiting)
             self._waiting.clear()
+            metrics.TASKS_WAITING.dec(left)
             self._ready.notify_all()
             threads = list(self._threads)
         for thread in threads:
@@ -169,6 +173,7 @@ class Pool:
                 continue
             left = self._waiting[0][0] - time.monotonic()
             if left <= 0:
+                metrics.TASKS_WAITING.dec()
                 return heapq.heappop(self._waiting)[2]
             self._ready.wait(left)
         return None

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from flask import Flask, Request, current_app, g, request
 from werkzeug.local import LocalProxy
 
+from berater import metrics
 from berater.errors import Forbidden, Unauthorized
 from berater.ext.crypto import Claims, TokenExpired, TokenInvalid
 from berater.extensions import crypto
@@ -26,6 +27,7 @@ from berater.identity.subjects import ACCOUNT_PREFIX, roles_for
 
 P = ParamSpec("P")
 R = TypeVar("R")
+CHECK_OK = metrics.TOKEN_CHECKS.labels("ok")  # the common case, without a label lookup
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ def token_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             req = request._get_current_object()  # type: ignore[attr-defined]
             identity = authenticate(req)
             if not identity.has_any(roles):
+                metrics.token_check("forbidden")
                 raise Forbidden(f"this endpoint needs one of the roles: {', '.join(roles)}")
+            CHECK_OK.inc()
             g.berater_identity = identity
             check_json_body(req)
             return view(*args, **kwargs)
@@ -97,17 +101,21 @@ def authenticate(req: Request | None = None) -> Identity:
     environ = (request if req is None else req).environ
     header = environ.get("HTTP_AUTHORIZATION", "")
     if not header:
+        metrics.token_check("missing")
         raise Unauthorized("send Authorization: Bearer <token>")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if len(header) > app.config["MAX_AUTH_HEADER"]:
+        metrics.token_check("malformed")
         raise Unauthorized("the Authorization header is too long")
     parts = header.split(" ")
     if parts[0].lower() != "bearer" or not all(parts):
+        metrics.token_check("malformed")
         raise Unauthorized("send Authorization: Bearer <token>")
     if len(parts) == 2:
         return identity_from_token(parts[1], app)
     if len(parts) == 3:
         return _app_identity(parts[1], parts[2])
+    metrics.token_check("malformed")
     raise Unauthorized("send Authorization: Bearer <token> or Bearer <app> <app_token>")
 
 
@@ -117,12 +125,15 @@ def identity_from_token(token: str, app: Flask | None = None) -> Identity:
     try:
         claims = crypto.read(token, app=app)
     except TokenExpired:
+        metrics.token_check("expired")
         raise Unauthorized("the token has expired; sign in again or refresh") from None
     except TokenInvalid:
+        metrics.token_check("invalid")
         raise Unauthorized("the token is not valid") from None
     # A token issued in the millisecond of a mark counts as issued before it (see revocation).
     not_before, roles_at = revocation.marks_for(claims.subject, app)
     if claims.issued_at <= not_before:
+        metrics.token_check("revoked")
         raise Unauthorized("the token was revoked; sign in again")
     roles, profile = claims.roles, claims.profile
     if claims.issued_at <= roles_at:
@@ -135,5 +146,6 @@ def _app_identity(app_name: str, secret: str) -> Identity:
     configured = current_app.config["APP_TOKENS"].get(app_name, "")
     # An app without a secret is disabled: an empty string never matches.
     if not configured or not hmac.compare_digest(configured.encode(), secret.encode()):
+        metrics.token_check("app_refused")
         raise Unauthorized("unknown app or wrong app token")
     return Identity(f"app:{app_name}", frozenset({app_name}), "app")

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+from berater import metrics
 from berater.db import began_at
 from berater.errors import Forbidden, Unauthorized
 from berater.extensions import crypto, wechat
@@ -28,6 +29,7 @@ def issue_token(subject: str, signed_in_at: float | None = None) -> dict[str, An
         issued_at = time.time()  # before roles_for begins the transaction
     roles, profile = roles_for(subject)
     token, claims = crypto.mint(subject, roles, profile, signed_in_at, issued_at=issued_at)
+    metrics.TOKENS_MINTED.labels(_kind(subject)).inc()
     return {
         "token": token,
         "student": STUDENT in roles,
@@ -35,6 +37,10 @@ def issue_token(subject: str, signed_in_at: float | None = None) -> dict[str, An
         "roles": list(claims.roles),
         "expires_in": claims.expires_at - int(claims.issued_at),
     }
+
+
+def _kind(subject: str) -> str:
+    return "account" if subject.startswith(ACCOUNT_PREFIX) else "wechat"
 
 
 def sign_in(code: str | None, username: str | None, password: str | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import numpy as np
 import zmq
 from bert_serving.client import BertClient
 
+from berater import metrics
 from berater.settings import ConfigError, default
 
 _log = logging.getLogger(__name__)
@@ -145,6 +146,14 @@ class BertEncoder:
     # -- internals -----------------------------------------------------------------------------
 
     def _encode_one(self, texts: list[str]) -> np.ndarray:
+        with metrics.upstream("bert", "encode") as call:
+            try:
+                return self._encode_locked(texts)
+            except BertUnavailable as exc:
+                call["error"] = exc.reason
+                raise
+
+    def _encode_locked(self, texts: list[str]) -> np.ndarray:
         deadline = time.monotonic() + self.timeout
         with self._locked(deadline):
             client = self._connected(deadline)

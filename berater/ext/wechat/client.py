@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from flask import current_app
 
+from berater import metrics
 from berater.errors import Conflict, UpstreamError
 from berater.ext.wechat import keeper
 
@@ -104,34 +105,42 @@ def _request(
     if body is not None:
         data = jsonlib.dumps(body, ensure_ascii=False).encode("utf-8")
         headers["Content-Type"] = "application/json; charset=utf-8"
-    try:
-        resp = requests.request(
-            method,
-            url,
-            params={**(params or {}), "access_token": token},
-            data=data,
-            headers=headers,
-            timeout=cfg["WECHAT_TIMEOUT"],
-        )
-    except (requests.ConnectTimeout, requests.ConnectionError):
-        # Nothing reached WeChat, so another try cannot send a message twice.
-        log.warning("wechat %s: cannot connect", path)
-        raise _Transient(UpstreamError("WeChat could not be reached")) from None
-    except requests.Timeout:
-        # Not retried: WeChat may have acted on the request (SECURITY.md: no automatic
-        # retry of non-idempotent calls), and a second wait would double the delay.
-        log.warning("wechat %s: no answer in time", path)
-        raise UpstreamError("WeChat did not answer in time") from None
-    if resp.status_code >= 500:
-        log.warning("wechat %s: HTTP %s", path, resp.status_code)
-        raise _Transient(UpstreamError("WeChat failed, try again shortly"))
-    try:
-        answer = resp.json()
-    except ValueError:
-        answer = None
-    if resp.status_code != 200 or not isinstance(answer, dict):
-        log.warning("wechat %s: unreadable answer (HTTP %s)", path, resp.status_code)
-        raise UpstreamError("WeChat gave an unreadable answer")
+    with metrics.upstream("wechat", path) as call:
+        try:
+            resp = requests.request(
+                method,
+                url,
+                params={**(params or {}), "access_token": token},
+                data=data,
+                headers=headers,
+                timeout=cfg["WECHAT_TIMEOUT"],
+            )
+        except (requests.ConnectTimeout, requests.ConnectionError):
+            # Nothing reached WeChat, so another try cannot send a message twice.
+            log.warning("wechat %s: cannot connect", path)
+            call["error"] = "unreachable"
+            raise _Transient(UpstreamError("WeChat could not be reached")) from None
+        except requests.Timeout:
+            # Not retried: WeChat may have acted on the request (SECURITY.md: no automatic
+            # retry of non-idempotent calls), and a second wait would double the delay.
+            log.warning("wechat %s: no answer in time", path)
+            call["error"] = "timeout"
+            raise UpstreamError("WeChat did not answer in time") from None
+        if resp.status_code >= 500:
+            log.warning("wechat %s: HTTP %s", path, resp.status_code)
+            call["error"] = "http_5xx"
+            raise _Transient(UpstreamError("WeChat failed, try again shortly"))
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = None
+        if resp.status_code != 200 or not isinstance(answer, dict):
+            log.warning("wechat %s: unreadable answer (HTTP %s)", path, resp.status_code)
+            call["error"] = "unreadable"
+            raise UpstreamError("WeChat gave an unreadable answer")
+        errcode = answer.get("errcode")
+        if errcode:
+            call["error"] = f"errcode_{int(errcode) if isinstance(errcode, int) else 'other'}"
     return answer
 
 

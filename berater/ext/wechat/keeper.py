@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from flask import current_app
 
+from berater import metrics
 from berater.errors import ServiceUnavailable, TooManyRequests, UpstreamError
 from berater.extensions import store
 
@@ -107,16 +108,26 @@ class Kept:
     def _refresh(self) -> str:
         """Fetch from WeChat and cache; called only by the lock holder."""
         bad = store.get(AREA, self.bad_key)
-        value, expires_in = self.fetch(False)
+        value, expires_in = self._counted(False)
         if bad and value == bad and self.can_force:
             # WeChat returns the current value while it thinks it valid; we were told it is
             # not, so ask for a new one (rare: WeChat limits forced refreshes).
-            value, expires_in = self.fetch(True)
+            value, expires_in = self._counted(True)
         ttl = expires_in - MARGIN if expires_in > 2 * MARGIN else expires_in / 2
         store.set(AREA, self.key, value, ttl=max(1.0, ttl))
         store.delete(AREA, self.bad_key)
         log.info("wechat %s renewed, cached for %d s", self.name, int(ttl))
         return value
+
+    def _counted(self, force: bool) -> tuple[str, int]:
+        """`fetch(force)`, counted in the refreshes metric by outcome."""
+        try:
+            found = self.fetch(force)
+        except Exception:
+            metrics.WECHAT_REFRESHES.labels(self.key, "error").inc()
+            raise
+        metrics.WECHAT_REFRESHES.labels(self.key, "ok").inc()
+        return found
 
 
 def _delete_if(key: str, value: str) -> None:
@@ -124,7 +135,14 @@ def _delete_if(key: str, value: str) -> None:
 
 
 def _fetch(force: bool) -> tuple[str, int]:
-    """Ask WeChat for a token: (token, expires_in seconds)."""
+    """Ask WeChat for a token: (token, expires_in seconds); timed as an upstream call."""
+    endpoint = current_app.config["WECHAT_TOKEN_ENDPOINT"]
+    operation = "/cgi-bin/token" if endpoint == "classic" else "/cgi-bin/stable_token"
+    with metrics.upstream("wechat", operation):
+        return _ask(force)
+
+
+def _ask(force: bool) -> tuple[str, int]:
     cfg = current_app.config
     base = cfg["WECHAT_API_BASE"].rstrip("/")
     endpoint = cfg["WECHAT_TOKEN_ENDPOINT"]

@@ -9,6 +9,7 @@ import requests
 from wechatpy.exceptions import WeChatOAuthException
 from wechatpy.oauth import WeChatOAuth
 
+from berater import metrics
 from berater.errors import ServiceUnavailable, Unauthorized, UpstreamError
 
 log = logging.getLogger("berater.wechat")
@@ -35,7 +36,12 @@ def exchange_code(api_base: str, appid: str, secret: str, code: str, timeout: An
     """The openid for a one-time OAuth code; the code goes out as a query parameter."""
     client = _OAuthClient(api_base, appid, secret, timeout)
     try:
-        answer = client.fetch_access_token(code)
+        with metrics.upstream("wechat", "/sns/oauth2/access_token") as call:
+            try:
+                answer = client.fetch_access_token(code)
+            except WeChatOAuthException as exc:
+                call["error"] = f"errcode_{exc.errcode}"
+                raise
     except WeChatOAuthException as exc:
         if exc.errcode in BAD_CODE:
             raise Unauthorized("the WeChat code is invalid, expired or already used") from None

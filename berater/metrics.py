@@ -1,0 +1,177 @@
+"""Prometheus metrics: every one the service keeps, named here, and how `/metrics` reads them.
+
+Labels carry only small, fixed sets of values: a URL rule (`/api/code/<code>`), never a
+path; a reason, an outcome or a provider's error code; never an openid, a phone, a code or
+a message. A label that could take a value from outside is mapped onto a fixed set first
+(an unknown HTTP method is `other`, a WeChat message type we do not route is `other`).
+
+Under gunicorn, prometheus_client runs in multiprocess mode: gunicorn.conf.py points
+PROMETHEUS_MULTIPROC_DIR at one folder for all workers (emptied when the master starts)
+before this module is imported, each worker writes its values to its own files there, and
+`/metrics`, whichever worker answers, adds up the files of all of them. A worker that exits
+is marked dead (its gauges stop counting; its counters stay in the totals). Without the
+variable (`flask`, `python run.py`, the tests) the values live in this process.
+
+Cost: a request adds one histogram observation (about 2 µs: two writes to a memory-mapped
+file); the label tuple's child is looked up in a plain dict, not through `labels()`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+# prometheus_client picks its mode when first imported: multiprocess whenever
+# PROMETHEUS_MULTIPROC_DIR is in the environment, even empty, and an empty one puts the
+# files in the working folder. Empty means unset, as for every setting (`.env.example`
+# ships `PROMETHEUS_MULTIPROC_DIR=`, and `flask` loads `.env` before the app's modules).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from berater.http import URL_RULE_KEY
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # no URL rule matched (404, or refused before routing)
+
+HTTP_REQUESTS = Histogram(
+    "berater_http_request_duration_seconds",
+    "Requests by URL rule, method and status, and the time to answer them",
+    ["endpoint", "method", "status"],
+    buckets=LATENCY,
+)
+TOKENS_MINTED = Counter(
+    "berater_tokens_minted_total", "Tokens minted, by kind of subject", ["kind"]
+)
+TOKEN_CHECKS = Counter(
+    "berater_token_checks_total",
+    "Token checks on protected endpoints: ok, or the reason of the refusal",
+    ["result"],
+)
+SMS_SENDS = Counter(
+    "berater_sms_sends_total",
+    "SMS codes handed to the backend, by backend and outcome "
+    "(sent, refused by the provider, unknown after a timeout, failed)",
+    ["backend", "outcome"],
+)
+SMS_PROVIDER_ERRORS = Counter(
+    "berater_sms_provider_errors_total", "SMS provider refusals by its error code", ["code"]
+)
+WEBHOOK_MESSAGES = Counter(
+    "berater_webhook_messages_total", "Webhook messages handled, by type", ["type"]
+)
+WEBHOOK_DUPLICATES = Counter(
+    "berater_webhook_duplicates_total", "Webhook messages WeChat delivered again (answered once)"
+)
+WEBHOOK_REPLAYS = Counter(
+    "berater_webhook_replays_refused_total",
+    "Webhook messages refused: another message under a signature already used",
+)
+UPSTREAM_SECONDS = Histogram(
+    "berater_upstream_request_duration_seconds",
+    "Calls to WeChat, Aliyun SMS and BERT, by operation and outcome, and their time",
+    ["service", "operation", "outcome"],
+    buckets=LATENCY,
+)
+UPSTREAM_ERRORS = Counter(
+    "berater_upstream_errors_total",
+    "Failed calls to WeChat, Aliyun SMS and BERT, by kind of error",
+    ["service", "operation", "error"],
+)
+WECHAT_REFRESHES = Counter(
+    "berater_wechat_refreshes_total",
+    "Fetches of the values WeChat hands out for a while (access_token, jsapi_ticket), by outcome",
+    ["value", "outcome"],
+)
+TASKS_WAITING = Gauge(
+    "berater_tasks_waiting",
+    "Background tasks waiting in the queue, over all workers",
+    multiprocess_mode="livesum",
+)
+TASKS_DROPPED = Counter(
+    "berater_tasks_dropped_total", "Background tasks refused, by reason", ["reason"]
+)
+
+_requests: dict[tuple[str, str, str], Any] = {}
+
+
+def observe_request(environ: WSGIEnvironment, status: str, seconds: float) -> None:
+    """Count one answered request under its URL rule (RequestLog calls this)."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    key = (
+        environ.get(URL_RULE_KEY, UNMATCHED),
+        method if method in METHODS else "other",
+        status,
+    )
+    child = _requests.get(key)
+    if child is None:
+        child = _requests[key] = HTTP_REQUESTS.labels(*key)
+    child.observe(seconds)
+
+
+def token_check(result: str) -> None:
+    TOKEN_CHECKS.labels(result).inc()
+
+
+# WeChat's message types and events; anything else is counted as "other".
+MESSAGE_TYPES = frozenset(
+    {"text", "image", "voice", "video", "shortvideo", "location", "link", "file", "event"}
+)
+EVENTS = frozenset(
+    {"subscribe", "unsubscribe", "scan", "location", "click", "view", "templatesendjobfinish"}
+)
+
+
+def webhook_message(msg_type: str, event: str | None) -> None:
+    """Count a webhook message by type (`event:<name>` for events)."""
+    kind = msg_type.lower() if msg_type.lower() in MESSAGE_TYPES else "other"
+    if kind == "event":
+        name = (event or "").lower()
+        kind = f"event:{name if name in EVENTS else 'other'}"
+    WEBHOOK_MESSAGES.labels(kind).inc()
+
+
+@contextmanager
+def upstream(service: str, operation: str) -> Iterator[dict[str, str]]:
+    """Time a call to `service`; the block sets `error` in the dict it gets to the kind of
+    failure when the call failed without raising, and an exception counts as its type."""
+    outcome: dict[str, str] = {}
+    started = time.perf_counter()
+    try:
+        yield outcome
+    except Exception as exc:
+        outcome.setdefault("error", type(exc).__name__)
+        raise
+    finally:
+        took = time.perf_counter() - started
+        error = outcome.get("error")
+        UPSTREAM_SECONDS.labels(service, operation, "error" if error else "ok").observe(took)
+        if error:
+            UPSTREAM_ERRORS.labels(service, operation, error).inc()
+
+
+def render(directory: str) -> tuple[bytes, str]:
+    """The exposition text of every metric and its media type: added up over the files of
+    every worker in `directory` (PROMETHEUS_MULTIPROC_DIR), or this process's own."""
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
