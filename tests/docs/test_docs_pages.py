@@ -8,7 +8,7 @@ import re
 import pytest
 
 from berater.docs.pages import ASSETS, DOCS_POLICY, PAGE_TEMPLATES
-from tests import chromium
+from tests import browser
 
 UIS = ["swagger", "redoc", "scalar"]
 # Redoc 3 always shows Redocly's logo from its CDN; the pages' policy blocks it (img-src).
@@ -75,7 +75,7 @@ def test_each_docs_page_renders_the_operations_from_loopback_only(live_server, t
     from playwright.sync_api import expect
 
     fragment, token_operations = TOKEN_OPERATIONS[ui]
-    with chromium.page(tmp_path) as (page, seen):
+    with browser.page(tmp_path) as (page, seen):
         response = page.goto(f"{live_server}/docs/{ui}/{fragment}")
         assert response is not None and response.status == 200
         expect(page.locator(token_operations).first).to_be_visible()

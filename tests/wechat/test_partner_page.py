@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from berater.db import db
-from tests import chromium, factories
+from tests import browser, factories
 from tests.helpers import token_for
 
 pytestmark = pytest.mark.browser
@@ -120,7 +120,7 @@ def test_a_partner_page_gets_wx_config_data_and_the_identity_cross_origin(
 ) -> None:
     from playwright.sync_api import expect
 
-    with chromium.page(tmp_path) as (page, seen):
+    with browser.page(tmp_path) as (page, seen):
         page.goto(f"http://localhost:{partner}/photo?step=1#token={student_token}")
         expect(page.locator("#status")).to_have_text("完成")
         expect(page.locator("#wx")).to_have_text("wx.ready")  # the stand-in checked it
@@ -141,7 +141,7 @@ def test_the_same_page_on_an_origin_off_the_list_cannot_read_the_answers(
 ) -> None:
     from playwright.sync_api import expect
 
-    with chromium.page(tmp_path) as (page, seen):
+    with browser.page(tmp_path) as (page, seen):
         page.goto(f"http://127.0.0.1:{partner}/photo#token={student_token}")
         expect(page.locator("#status")).to_have_text("失败: Failed to fetch")
         assert page.locator("#config").text_content() == ""
