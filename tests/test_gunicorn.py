@@ -72,16 +72,7 @@ def test_gunicorn_workers_share_one_embedded_store_and_its_revocations(
     assert _servers_for(instance) == []  # `flask` started its own store and stopped it at exit
 
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        master = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    master = _start_master(env, log_path)
     try:
         workers = _wait_until_serving(master, port, log_path)
 
@@ -313,16 +304,7 @@ def test_metrics_of_both_workers_add_up_and_outlive_a_worker(
     subprocess.run([sys.executable, "-c", stale], cwd=ROOT, env=env, check=True, timeout=60)
     assert list(folder.glob("histogram_*.db")), "the earlier run left no file"
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        master = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    master = _start_master(env, log_path)
     try:
         workers = _wait_until_serving(master, port, log_path)
         rounds = 3
@@ -376,6 +358,21 @@ def _healthz_count(port: int) -> float:
             if sample.name.endswith("_count") and sample.labels == wanted:
                 return sample.value
     return 0.0
+
+
+def _start_master(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """gunicorn with the project's gunicorn.conf.py, in a session of its own, its output in
+    `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _children(master: subprocess.Popen[bytes]) -> list[int]:
