@@ -32,6 +32,7 @@ from flask import current_app
 
 from berater.errors import ApiError, BadRequest, TooManyRequests, ValidationFailed
 from berater.ext.sms import SmsDeliveryUnknown
+from berater.ext.upstream import upstream_slot
 from berater.extensions import sms, store
 from berater.identifiers import InvalidPhone, mask_phone, normalise_phone
 
@@ -98,22 +99,26 @@ return 0
 
 
 def send_code(openid: str, phone: str, client_ip: str | None) -> dict[str, Any]:
-    """Text a new code to `phone` for `openid`; 429 when a send limit is reached."""
+    """Text a new code to `phone` for `openid`; 429 when a send limit is reached, 503 when
+    this process already has UPSTREAM_MAX_CONCURRENT outbound calls under way."""
     phone = _normalise(phone)
     config = current_app.config
-    _take_send_slots(openid, phone, client_ip)
-    code = f"{secrets.randbelow(1_000_000):06d}"
-    digest = _digest(openid, phone, code)
-    key = store.key(AREA, f"code:{openid}")
-    ttl_ms = int(config["SMS_CODE_TTL"] * 1000)
-    store.script(_PUT_CODE)(keys=[key], args=[phone, digest, ttl_ms])
-    try:
-        sms.send_code(phone, code)
-    except SmsDeliveryUnknown:
-        raise  # the text may still arrive, so its code stays valid
-    except ApiError:
-        store.script(_DISCARD_CODE)(keys=[key], args=[digest])
-        raise
+    # The outbound slot first: a send refused for want of one (503) uses none of the
+    # person's send limits, so they may try again in a second.
+    with upstream_slot("sms send"):
+        _take_send_slots(openid, phone, client_ip)
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        digest = _digest(openid, phone, code)
+        key = store.key(AREA, f"code:{openid}")
+        ttl_ms = int(config["SMS_CODE_TTL"] * 1000)
+        store.script(_PUT_CODE)(keys=[key], args=[phone, digest, ttl_ms])
+        try:
+            sms.send_code(phone, code)
+        except SmsDeliveryUnknown:
+            raise  # the text may still arrive, so its code stays valid
+        except ApiError:
+            store.script(_DISCARD_CODE)(keys=[key], args=[digest])
+            raise
     return {
         "phone": mask_phone(phone),
         "expires_in": int(config["SMS_CODE_TTL"]),
