@@ -1,18 +1,25 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py run:app` (used by supervisord.conf).
 
-Sync workers: on a 2-core machine they beat gthread when requests come without keep-alive,
-which is what a reverse proxy usually sends. The embedded store, when REDIS_URL is empty,
-is started here in the master before any worker forks, so all workers share one server.
+Threaded workers (gthread, GUNICORN_THREADS per process): a sign-in waits on WeChat and an
+SMS send on Aliyun, and a sync worker would be held whole by each wait, the webhook and the
+token checks queueing behind it (bench/results_day.py measures both classes). The embedded
+store, when REDIS_URL is empty, is started here in the master before any worker forks, so
+all workers share one server.
 """
 
 import multiprocessing
 import os
 
 from berater.logs import gunicorn_logconfig
+from berater.settings import default, parse_setting
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
+worker_class = "gthread"
+# The setting's own parser and range (berater/settings.py); the app sizes its database pool
+# from the same value. A benchmark may pass --worker-class sync and GUNICORN_THREADS=1.
+_threads = os.environ.get("GUNICORN_THREADS", "").strip()
+threads = parse_setting("GUNICORN_THREADS", _threads) if _threads else default("GUNICORN_THREADS")
 timeout = 30
 graceful_timeout = 20
 keepalive = 2

@@ -522,7 +522,8 @@ def report(
     print()
     print(
         f"config: db={args.db} store={args.store} env={args.env} workers={args.workers} "
-        f"worker_class=sync clients={args.clients} duration={args.duration}s "
+        f"worker_class={tc.configured_worker_class()} clients={args.clients} "
+        f"duration={args.duration}s "
         f"(ran {elapsed:.1f} s) admission_rows={args.rows} cpus={os.cpu_count()} "
         "LOG_LEVEL=WARNING"
     )
