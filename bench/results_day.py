@@ -16,11 +16,13 @@ of this process drive, each over new connections as a proxy sends them:
     webhook       `--webhook` threads (2): signed text messages to POST /chat/, each a
                   handbook question (the Q&A index is built at the start)
 
-First the token checks run alone for `--baseline` seconds (their rate without the sign-in
-load), then everything together for `--duration` seconds. It prints per kind: throughput,
+First SMS, token checks and webhook run without sign-ins for `--baseline` seconds, then the
+same with the sign-ins added for `--duration` seconds. It prints per kind and phase: throughput,
 p50, p99, errors, 503s; the webhook replies slower than 5 s (WeChat gives up then); and the
 goals (on 2 cores, 200 ms upstream): >= 50 sign-ins/s per instance with p99 <= 1.5 s, no
-webhook reply over 5 s and webhook p99 <= 1 s, token checks >= 0.7 of their rate alone.
+webhook reply over 5 s and webhook p99 <= 1 s, token checks >= 0.7 of their rate without
+the sign-ins. A refused sign-in's person tries again after Retry-After: the sign-in p99 of
+the goal is the whole wait of a person, first try to token, retries included.
 
     .venv/bin/python bench/results_day.py                        # as configured
     .venv/bin/python bench/results_day.py --worker-class sync
@@ -54,7 +56,8 @@ from standins import chat
 
 SIGN_IN, SEND, VERIFY = "sign-in (POST /api/token code)", "POST /api/code", "POST /api/code/verify"
 CHECK, WEBHOOK = "token check (GET /api/token)", "webhook text (POST /chat/)"
-KINDS = (SIGN_IN, SEND, VERIFY, CHECK, WEBHOOK)
+WAIT = "sign-in, whole wait with retries"  # first try to 200, Retry-After sleeps included
+KINDS = (SIGN_IN, WAIT, SEND, VERIFY, CHECK, WEBHOOK)
 WECHAT_GIVES_UP = 5.0  # seconds
 GOAL_SIGNINS, GOAL_SIGNIN_P99 = 50.0, 1.5
 GOAL_WEBHOOK_P99, GOAL_CHECK_RATIO = 1.0, 0.7
@@ -100,10 +103,12 @@ def sign_ins(client: soak.Client, run: Run) -> None:
     while time.monotonic() < run.deadline:
         openid = f"oDay{run.next_number():010d}"
         code = run.wechat.fake.issue_code(openid)
+        started = time.perf_counter()
         with suppress(soak.Failed):
             while time.monotonic() < run.deadline:
                 status, answer = client.call(SIGN_IN, "POST", "/api/token", body={"code": code})
                 if not _retry_after(client, SIGN_IN, status, answer):
+                    client.tally.latencies[WAIT].append(time.perf_counter() - started)
                     break
 
 
@@ -161,8 +166,9 @@ def messages(client: soak.Client, run: Run) -> None:
             )
 
 
-def drive(run: Run, plan: list[tuple[Any, int]], seconds: float) -> tuple[soak.Tally, float]:
-    """Run every (loop, threads) of `plan` for `seconds`; the merged tally and elapsed time."""
+def drive(run: Run, plan: list[tuple[Any, int]], seconds: float, processes: Any) -> Phase:
+    """Run every (loop, threads) of `plan` for `seconds`: the merged tally, the elapsed time,
+    the 503s per kind and the CPU seconds of this process and of `processes()` by name."""
     tallies: list[soak.Tally] = []
     threads = []
     run.busy = {}
@@ -174,33 +180,65 @@ def drive(run: Run, plan: list[tuple[Any, int]], seconds: float) -> tuple[soak.T
             client = soak.Client(run, tally)  # type: ignore[arg-type]
             name = f"{loop.__name__}-{number}"
             threads.append(threading.Thread(target=loop, args=(client, run), name=name))
+    before = {name: soak.cpu_seconds(found) for name, found in processes().items()}
+    own = time.process_time()
     started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    cpu = {"this process (clients, stand-ins)": time.process_time() - own}
+    for name, found in processes().items():
+        cpu[name] = soak.cpu_seconds(found) - before.get(name, 0.0)
     merged = soak.Tally()
     for tally in tallies:
         merged.merge(tally)
-    return merged, elapsed
+    return merged, elapsed, dict(run.busy), cpu
 
 
 # --------------------------------------------------------------------------- report
+
+
+Phase = tuple[soak.Tally, float, dict[str, int], dict[str, float]]  # tally, s, 503s, CPU
+
+
+def table(title: str, phase: Phase) -> None:
+    tally, elapsed, busy, cpu = phase
+    print(f"{title} ({elapsed:.1f} s):")
+    print(
+        f"  {'kind':<34}{'answers':>9}{'per s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'503':>6}"
+    )
+    for label in KINDS:
+        values = tally.latencies.get(label, [])
+        if not values:
+            continue
+        ok = len(values) - busy.get(label, 0)
+        print(
+            f"  {label:<34}{len(values):>9,}{ok / elapsed:>8.1f}"
+            f"{soak.percentile(values, 0.5) * 1000:>9.0f}"
+            f"{soak.percentile(values, 0.99) * 1000:>9.0f}"
+            f"{tally.errors.get(label, 0):>8}{busy.get(label, 0):>6}"
+        )
+    shares = ", ".join(f"{name} {seconds / elapsed * 100:.0f}%" for name, seconds in cpu.items())
+    print(f"  CPU, share of one CPU: {shares}")
+
+
+def rate(phase: Phase, label: str) -> float:
+    tally, elapsed, busy, _ = phase
+    return (len(tally.latencies.get(label, [])) - busy.get(label, 0)) / elapsed
 
 
 def report(
     args: argparse.Namespace,
     worker_class: str,
     threads: int,
-    baseline: tuple[soak.Tally, float],
-    mixed: tuple[soak.Tally, float],
-    busy: dict[str, int],
+    baseline: Phase,
+    mixed: Phase,
     load_before: float,
 ) -> bool:
     """Print the figures and the goals; True when the run had no error."""
-    tally, elapsed = mixed
-    alone, alone_elapsed = baseline
+    tally = mixed[0]
     print()
     print(
         f"config: db={args.db} store={args.store} workers={args.workers} "
@@ -214,49 +252,31 @@ def report(
         "(the client threads and stand-ins run in this process, on the same CPUs)"
     )
     print()
-    print(
-        f"{'kind':<34}{'answers':>9}{'per s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'503':>6}"
-    )
-    for label in KINDS:
-        values = tally.latencies.get(label, [])
-        ok = len(values) - busy.get(label, 0)
-        print(
-            f"{label:<34}{len(values):>9,}{ok / elapsed:>8.1f}"
-            f"{soak.percentile(values, 0.5) * 1000:>9.0f}"
-            f"{soak.percentile(values, 0.99) * 1000:>9.0f}"
-            f"{tally.errors.get(label, 0):>8}{busy.get(label, 0):>6}"
-        )
-    base = alone.latencies.get(CHECK, [])
-    base_rate = len(base) / alone_elapsed if alone_elapsed else 0.0
-    print(
-        f"{'token check alone (baseline)':<34}{len(base):>9,}{base_rate:>8.1f}"
-        f"{soak.percentile(base, 0.5) * 1000:>9.0f}{soak.percentile(base, 0.99) * 1000:>9.0f}"
-        f"{alone.errors.get(CHECK, 0):>8}{'':>6}"
-    )
+    table("without sign-ins (baseline)", baseline)
+    table("with sign-ins", mixed)
     print("(per s: answers other than 503 per second; p50/p99 over every answer)")
-    errors = sum(v for k, v in tally.errors.items()) + sum(alone.errors.values())
-    for sample in (tally.samples + alone.samples)[: soak.ERROR_SAMPLES]:
+    errors = sum(tally.errors.values()) + sum(baseline[0].errors.values())
+    for sample in (tally.samples + baseline[0].samples)[: soak.ERROR_SAMPLES]:
         print(f"  {sample}")
     hooks = tally.latencies.get(WEBHOOK, [])
     late = sum(1 for value in hooks if value > WECHAT_GIVES_UP)
-    signins = tally.latencies.get(SIGN_IN, [])
-    signin_rate = (len(signins) - busy.get(SIGN_IN, 0)) / elapsed
-    signin_p99 = soak.percentile(signins, 0.99)
+    signin_rate = rate(mixed, SIGN_IN)
+    signin_p99 = soak.percentile(tally.latencies.get(WAIT, []), 0.99)
     hook_p99 = soak.percentile(hooks, 0.99)
-    checks = tally.latencies.get(CHECK, [])
-    ratio = (len(checks) / elapsed) / base_rate if base_rate else 0.0
+    base_rate = rate(baseline, CHECK)
+    ratio = rate(mixed, CHECK) / base_rate if base_rate else 0.0
     print()
     print(f"webhook replies slower than {WECHAT_GIVES_UP:g} s: {late} (goal 0)")
     goals = [
         (f"sign-ins/s >= {GOAL_SIGNINS:g} per instance", signin_rate >= GOAL_SIGNINS,
          f"{signin_rate:.1f}"),
-        (f"sign-in p99 <= {GOAL_SIGNIN_P99:g} s", signin_p99 <= GOAL_SIGNIN_P99,
+        (f"sign-in p99 (whole wait) <= {GOAL_SIGNIN_P99:g} s", signin_p99 <= GOAL_SIGNIN_P99,
          f"{signin_p99:.2f} s"),
         ("webhook replies over 5 s = 0", late == 0, str(late)),
         (f"webhook p99 <= {GOAL_WEBHOOK_P99:g} s", hook_p99 <= GOAL_WEBHOOK_P99,
          f"{hook_p99:.2f} s"),
-        (f"token checks >= {GOAL_CHECK_RATIO:g} of their rate alone", ratio >= GOAL_CHECK_RATIO,
-         f"{ratio:.2f}"),
+        (f"token checks >= {GOAL_CHECK_RATIO:g} of their rate without sign-ins",
+         ratio >= GOAL_CHECK_RATIO, f"{ratio:.2f}"),
     ]  # fmt: skip
     for text, met, value in goals:
         print(f"goal {text}: {'met' if met else 'NOT met'} ({value})")
@@ -270,7 +290,7 @@ def report(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=20, help="seconds of mixed load (20)")
-    parser.add_argument("--baseline", type=int, default=8, help="seconds of token checks alone")
+    parser.add_argument("--baseline", type=int, default=8, help="seconds without sign-ins (8)")
     parser.add_argument("--latency", type=float, default=0.2, help="upstream seconds (0.2)")
     parser.add_argument("--concurrency", type=int, default=50, help="sign-in threads (50)")
     parser.add_argument("--sms", type=int, default=4, help="SMS threads (4)")
@@ -344,17 +364,17 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
         tc.gunicorn(environment, args.workers, tmp, port, worker_class=args.worker_class)
     )
     run = Run(port, wechat, aliyun, chat.Settings(cfg["WECHAT_TOKEN"], cfg["WECHAT_APPID"]))
-    print(f"token checks alone for {args.baseline} s", flush=True)
-    baseline = drive(run, [(token_checks, args.checkers)], args.baseline)
-    print(f"everything together for {args.duration} s", flush=True)
-    plan = [
-        (sign_ins, args.concurrency),
-        (texts, args.sms),
-        (token_checks, args.checkers),
-        (messages, args.webhook),
-    ]
-    mixed = drive(run, plan, args.duration)
-    if not report(args, worker_class, threads, baseline, mixed, run.busy, load_before):
+    redis_url = environment.settings["REDIS_URL"]
+
+    def processes() -> dict[str, list[Any]]:
+        return soak.processes_of_run(tmp, redis_url)
+
+    plan = [(texts, args.sms), (token_checks, args.checkers), (messages, args.webhook)]
+    print(f"SMS, token checks and webhook for {args.baseline} s", flush=True)
+    baseline = drive(run, plan, args.baseline, processes)
+    print(f"the same with {args.concurrency} sign-in threads for {args.duration} s", flush=True)
+    mixed = drive(run, [(sign_ins, args.concurrency), *plan], args.duration, processes)
+    if not report(args, worker_class, threads, baseline, mixed, load_before):
         raise soak.Outcome("errors (see above)")
 
 
