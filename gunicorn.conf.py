@@ -14,7 +14,9 @@ from berater.logs import gunicorn_logconfig
 from berater.settings import default, parse_setting
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# One process per core: each runs Python on one core at a time, and its threads cover the
+# waits (README, Deployment).
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
 # The setting's own parser and range (berater/settings.py); the app sizes its database pool
 # from the same value. A benchmark may pass --worker-class sync and GUNICORN_THREADS=1.
