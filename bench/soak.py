@@ -2,7 +2,7 @@
 the database and the store for lost or duplicated rows.
 
 Client threads play people one after another, each person on the whole path a new student
-takes, every step over HTTP to the real gunicorn (gunicorn.conf.py, sync workers):
+takes, every step over HTTP to the real gunicorn (gunicorn.conf.py as configured):
 
     POST /api/token          sign-in with a WeChat OAuth code (the stand-in WeChat issued it)
     GET  /api/token          the token check a partner app makes
