@@ -1,8 +1,10 @@
 """gunicorn settings: `gunicorn -c gunicorn.conf.py run:app` (used by supervisord.conf).
 
-Sync workers: on a 2-core machine they beat gthread when requests come without keep-alive,
-which is what a reverse proxy usually sends. The embedded store, when REDIS_URL is empty,
-is started here in the master before any worker forks, so all workers share one server.
+Threaded workers (gthread, GUNICORN_THREADS per process): a sign-in waits on WeChat and an
+SMS send on Aliyun, and a sync worker would be held whole by each wait, the webhook and the
+token checks queueing behind it (bench/results_day.py measures both classes). The embedded
+store, when REDIS_URL is empty, is started here in the master before any worker forks, so
+all workers share one server.
 
 Metrics: every worker writes its Prometheus values to files in one folder,
 PROMETHEUS_MULTIPROC_DIR (default: `metrics` in the instance folder), which `/metrics` adds
@@ -25,8 +27,14 @@ metrics_dir = read_setting("PROMETHEUS_MULTIPROC_DIR") or str(
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
+# One process per core: each runs Python on one core at a time, and its threads cover the
+# waits (README, Deployment).
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "gthread"
+# The setting's own parser and range (berater/settings.py), from the environment or .env as
+# the app reads it; the app sizes its database pool from the same value. A benchmark may
+# pass --worker-class sync and GUNICORN_THREADS=1.
+threads = read_setting("GUNICORN_THREADS")
 timeout = 30
 graceful_timeout = 20
 keepalive = 2

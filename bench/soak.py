@@ -2,7 +2,7 @@
 the database and the store for lost or duplicated rows.
 
 Client threads play people one after another, each person on the whole path a new student
-takes, every step over HTTP to the real gunicorn (gunicorn.conf.py, sync workers):
+takes, every step over HTTP to the real gunicorn (gunicorn.conf.py as configured):
 
     POST /api/token          sign-in with a WeChat OAuth code (the stand-in WeChat issued it)
     GET  /api/token          the token check a partner app makes
@@ -522,7 +522,8 @@ def report(
     print()
     print(
         f"config: db={args.db} store={args.store} env={args.env} workers={args.workers} "
-        f"worker_class=sync clients={args.clients} duration={args.duration}s "
+        f"worker_class={tc.configured_worker_class()} clients={args.clients} "
+        f"duration={args.duration}s "
         f"(ran {elapsed:.1f} s) admission_rows={args.rows} cpus={os.cpu_count()} "
         "LOG_LEVEL=WARNING"
     )

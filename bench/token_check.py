@@ -137,17 +137,30 @@ MINIMAL_APP = "minimal_app:app"
 
 @contextmanager
 def gunicorn(
-    environment: Environment, workers: int, tmp: Path, port: int, app: str = BERATER_APP
+    environment: Environment,
+    workers: int,
+    tmp: Path,
+    port: int,
+    app: str = BERATER_APP,
+    worker_class: str | None = None,
 ) -> Iterator[str]:
-    """Run gunicorn on `app`; yield its base URL; SIGTERM and wait on the way out."""
+    """Run gunicorn on `app`; yield its base URL; SIGTERM and wait on the way out.
+    `worker_class` None: gunicorn.conf.py's; "sync" also sets GUNICORN_THREADS=1 (gunicorn
+    would otherwise turn sync into gthread)."""
     name = app.split(":")[0]
     log_path = tmp / f"gunicorn-{name}.log"
-    env = environment.env(GUNICORN_BIND=f"{HOST}:{port}", WEB_CONCURRENCY=str(workers))
+    extra = {"GUNICORN_BIND": f"{HOST}:{port}", "WEB_CONCURRENCY": str(workers)}
+    if worker_class == "sync":
+        extra["GUNICORN_THREADS"] = "1"
+    env = environment.env(**extra)
+    chosen = ["--worker-class", worker_class] if worker_class else []
     if app == BERATER_APP:
-        cwd, options = PROJECT_ROOT, ["-c", "gunicorn.conf.py"]
+        cwd, options = PROJECT_ROOT, ["-c", "gunicorn.conf.py", *chosen]
     else:
         cwd = PROJECT_ROOT / "bench"
-        options = ["--worker-class", "sync", "--workers", str(workers), "--timeout", "30"]
+        threads = env.get("GUNICORN_THREADS") or str(configured_threads())
+        options = chosen or ["--worker-class", configured_worker_class()]
+        options += ["--threads", threads, "--workers", str(workers), "--timeout", "30"]
         options += ["--keep-alive", "2", "--bind", f"{HOST}:{port}"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -178,6 +191,19 @@ def gunicorn(
         stop_process(process, timeout=30)
         if app == BERATER_APP:
             stop_leftover_embedded_store(Path(environment.settings["INSTANCE_PATH"]))
+
+
+def configured_worker_class() -> str:
+    """gunicorn.conf.py's worker class, for the minimal app and the printed config."""
+    text = (PROJECT_ROOT / "gunicorn.conf.py").read_text()
+    found = re.search(r'^worker_class = "(\w+)"', text, re.M)
+    return found.group(1) if found else "sync"
+
+
+def configured_threads() -> int:
+    from berater.settings import default
+
+    return int(os.environ.get("GUNICORN_THREADS") or default("GUNICORN_THREADS"))
 
 
 def wait_until_up(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
@@ -434,6 +460,12 @@ def server_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--worker-class",
+        choices=["sync", "gthread", "gevent"],
+        default=None,
+        help="gunicorn's worker class (default: gunicorn.conf.py's); threads: GUNICORN_THREADS",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=2, help="alternating runs per endpoint; the best counts"
     )
     return parser
@@ -466,7 +498,8 @@ def report(
     print()
     print(
         f"config: db={args.db} store={args.store} env={args.env} workers={args.workers} "
-        f"worker_class=sync connections={args.connections} duration={args.duration}s "
+        f"worker_class={args.worker_class or configured_worker_class()} "
+        f"connections={args.connections} duration={args.duration}s "
         f"wrk_threads={WRK_THREADS} cpus={os.cpu_count()} "
         "LOG_LEVEL=WARNING (per-request log line off)"
     )
@@ -521,9 +554,18 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     print(f"preparing: db={args.db} store={args.store} in {tmp}", flush=True)
     environment = prepare(args, tmp, stack, servers)
     port = servers.free_port()
-    base = stack.enter_context(gunicorn(environment, args.workers, tmp, port))
+    base = stack.enter_context(
+        gunicorn(environment, args.workers, tmp, port, worker_class=args.worker_class)
+    )
     minimal_base = stack.enter_context(
-        gunicorn(environment, args.workers, tmp, servers.free_port(), MINIMAL_APP)
+        gunicorn(
+            environment,
+            args.workers,
+            tmp,
+            servers.free_port(),
+            MINIMAL_APP,
+            worker_class=args.worker_class,
+        )
     )
     create_student(environment)
     token = get_token(port)

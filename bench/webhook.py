@@ -224,7 +224,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) 
     print(
         f"config: db={args.db} store={args.store} env={args.env} qna={args.qna} "
         f"workers={args.workers} "
-        f"worker_class=sync connections={args.connections} duration={args.duration}s "
+        f"worker_class={tc.configured_worker_class()} connections={args.connections} "
+        f"duration={args.duration}s "
         f"wrk_threads={tc.WRK_THREADS} cpus={os.cpu_count()} LOG_LEVEL=WARNING "
         f"message={args.message}"
     )

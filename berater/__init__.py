@@ -98,7 +98,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     Without either, $BERATER_ENV chooses, and unset means production.
     """
     from berater import cors, errors, http, logs, metrics, urls
-    from berater.extensions import crypto, db, migrate, sms, store, tasks, wechat
+    from berater.extensions import crypto, db, migrate, sms, store, tasks, upstream, wechat
 
     app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
     app.request_class = http.RuledRequest
@@ -127,6 +127,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     store.init_app(app)
     crypto.init_app(app)
+    upstream.init_app(app)
     wechat.init_app(app)
     sms.init_app(app)
     tasks.init_app(app)
@@ -156,7 +157,14 @@ def _engine_options(config: Mapping[str, Any]) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Concurrent workers on one file: wait for the lock instead of failing at once.
         return {"connect_args": {"timeout": 5}}
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    # One connection per request thread (gthread), and room for the background pool's
+    # threads on top, so no request waits for a connection another thread holds.
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "pool_size": config["GUNICORN_THREADS"],
+        "max_overflow": config["TASK_WORKERS"],
+    }
     if url.startswith("mysql"):
         options["connect_args"] = {
             "connect_timeout": 2,

@@ -14,6 +14,7 @@ from berater.ext.crypto import Crypto
 from berater.ext.sms import Sms
 from berater.ext.store import Store
 from berater.ext.tasks import Tasks
+from berater.ext.upstream import Upstream
 from berater.ext.wechat import WeChat
 from berater.http import Validation
 from berater.qna.answers import Qna
@@ -67,6 +68,7 @@ crypto = Crypto()
 wechat = WeChat()
 tasks = Tasks()  # the background pool (berater/ext/tasks.py): TASK_WORKERS, TASK_QUEUE
 sms = Sms()  # SMS codes: Aliyun or the console backend (berater/ext/sms.py)
+upstream = Upstream()  # slots of outbound sign-in and SMS calls (ext/upstream.py)
 qna = Qna()  # the Q&A engine's interface (berater/qna/answers.py), QNA_BACKEND
 
-__all__ = ["crypto", "db", "migrate", "qna", "sms", "spec", "store", "tasks", "wechat"]
+__all__ = ["crypto", "db", "migrate", "qna", "sms", "spec", "store", "tasks", "upstream", "wechat"]

@@ -406,6 +406,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NOVA_TEMPLATE_ID", text, "", "template message on nova register and cancel"),
     Setting("NOVA_NOTIFY_RETRIES", integer(0, 10), 3, "further tries of a failed message"),
     fixed("NOVA_NOTIFY_BACKOFF", 2.0, "seconds before the first retry, doubled after each"),
+    # --- serving ---
+    Setting("GUNICORN_THREADS", integer(1, 64), 12,
+            "threads per gunicorn worker (gthread); the database pool is sized from it"),
+    Setting("UPSTREAM_MAX_CONCURRENT", integer(1, 1000), 8,
+            "WeChat sign-in and SMS calls at once per worker process; one more gets 503"),
     # --- background tasks ---
     Setting("TASK_WORKERS", integer(1, 256), 4,
             "background threads per process, started at the first task"),

@@ -119,12 +119,16 @@ class FakeAliyunSms:
         sign_name: str | None = None,
         template_code: str | None = None,
         timeout_sleep: float = 5.0,
+        latency: float = 0.0,
     ) -> None:
         self.access_key = access_key
         self.access_secret = access_secret
         self.sign_name = sign_name  # None: any sign name is accepted
         self.template_code = template_code  # None: any template code is accepted
         self.timeout_sleep = timeout_sleep
+        # Seconds every SendSms waits before it is handled, as a real provider takes 100-300
+        # ms (bench/results_day.py); settable while serving.
+        self.latency = latency
         self._lock = threading.Lock()
         self._sent: list[SentSms] = []
         self._nonces: set[str] = set()
@@ -212,6 +216,8 @@ class FakeAliyunSms:
         return params
 
     def _rpc(self) -> Response:
+        if self.latency > 0:
+            time.sleep(self.latency)
         with self._lock:
             self._calls += 1
         params = self._params()
@@ -370,8 +376,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5002)
     parser.add_argument("--access-key", default="dev-sms-access-key")
     parser.add_argument("--access-secret", default="dev-sms-access-secret")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args(argv)
-    fake = FakeAliyunSms(access_key=args.access_key, access_secret=args.access_secret)
+    fake = FakeAliyunSms(
+        access_key=args.access_key, access_secret=args.access_secret, latency=args.latency
+    )
     serving.serve_forever(fake, args.host, args.port, _log, "Aliyun SMS stand-in")
 
 

@@ -81,11 +81,15 @@ class FakeWeChat:
         code_ttl: float = 300.0,
         timeout_sleep: float = 5.0,
         token_ttl: float = 7200.0,
+        latency: float = 0.0,
     ) -> None:
         self.appid = appid
         self.secret = secret
         self.code_ttl = code_ttl
         self.timeout_sleep = timeout_sleep
+        # Seconds every OAuth code exchange waits before it is answered, as WeChat takes
+        # 100-300 ms (bench/results_day.py); settable while serving.
+        self.latency = latency
         self._lock = threading.Lock()
         self._codes: dict[str, _Code] = {}
         self._calls: dict[str, int] = {}
@@ -255,6 +259,8 @@ class FakeWeChat:
         if args.get("grant_type") != "authorization_code":
             return wechat_error(40002)
         code = args.get("code", "")
+        if self.latency > 0:
+            time.sleep(self.latency)
         with self._lock:
             record = self._codes.get(code)
             if record is None:
@@ -439,9 +445,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--secret", default="dev-wechat-secret")
     parser.add_argument("--code-ttl", type=float, default=300.0)
     parser.add_argument("--token-ttl", type=float, default=7200.0)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before each code exchange answer"
+    )
     args = parser.parse_args(argv)
     fake = FakeWeChat(
-        appid=args.appid, secret=args.secret, code_ttl=args.code_ttl, token_ttl=args.token_ttl
+        appid=args.appid,
+        secret=args.secret,
+        code_ttl=args.code_ttl,
+        token_ttl=args.token_ttl,
+        latency=args.latency,
     )
     serving.serve_forever(fake, args.host, args.port, _log, "WeChat stand-in")
 

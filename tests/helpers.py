@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -131,3 +133,46 @@ class StoreOutage:
             os.kill(self.pid, signal.SIGCONT)
         else:
             embedded_redis.ensure_running(self.app.instance_path)
+
+
+class InFlight:
+    """One request over real HTTP on a connection of its own, sent from a thread: its client
+    address (`local`, to find the worker holding it), then `done()` for the answer or error."""
+
+    def __init__(
+        self, port: int, method: str, path: str, token: str | None = None, body: Any = None
+    ) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        self.conn.connect()
+        assert self.conn.sock is not None
+        self.local: tuple[str, int] = self.conn.sock.getsockname()
+        self.status = 0
+        self.body: dict[str, Any] = {}
+        self.headers: dict[str, str] = {}
+        self.error: BaseException | None = None
+        self.started = time.monotonic()
+        self.ended = 0.0
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body) if body is not None else None
+        self._thread = threading.Thread(target=self._run, args=(method, path, headers, data))
+        self._thread.start()
+
+    def _run(self, method: str, path: str, headers: dict[str, str], data: str | None) -> None:
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+            self.status = response.status
+            self.headers = dict(response.getheaders())
+            self.body = json.loads(response.read())
+        except (OSError, http.client.HTTPException) as exc:
+            self.error = exc
+        finally:
+            self.ended = time.monotonic()
+            self.conn.close()
+
+    def done(self, timeout: float = 20) -> InFlight:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "no answer and no error"
+        return self

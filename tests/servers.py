@@ -387,6 +387,13 @@ def start_nginx(base_dir: Path, site: str, port: int) -> NginxServer:
     return server
 
 
+# gunicorn.conf.py's gthread workers accept many connections each; with this in the master's
+# environment a worker holding one connection (a request it has not finished) takes no other,
+# so a test reaches a chosen worker as with one connection per sync worker. The class, the
+# threads and the rest of gunicorn.conf.py stay as configured.
+ONE_CONNECTION_PER_WORKER = {"GUNICORN_CMD_ARGS": "--worker-connections 1"}
+
+
 class Gunicorn:
     """The service under the real gunicorn with the project's gunicorn.conf.py.
 

@@ -295,7 +295,12 @@ def test_app_environment_points_at_the_compose_services() -> None:
     assert environment["BERATER_ENV"] == "production"
 
 
-def test_shutdown_lets_gunicorn_finish_requests_in_flight() -> None:
+def test_shutdown_lets_gunicorn_finish_requests_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR for the server it configures; not for
+    # the tests that run after this one in this process.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
     grace = compose()["services"]["berater"]["stop_grace_period"]
     compose_seconds = int(grace.removesuffix("s"))
     supervisord_seconds = supervisord().getint("program:berater", "stopwaitsecs")

@@ -1,11 +1,13 @@
-"""Real gunicorn, two sync workers, the embedded store: each worker must not start its own.
+"""Real gunicorn as configured, two workers, the embedded store: each worker must not start its
+own.
 
 The master starts the embedded Redis before forking (gunicorn.conf.py `on_starting`), so both
 workers share one server, and with it tokens' revocations; the master stops it at exit.
 
 To know which worker answered, each probe sends the same request on two connections held
-open at once: a sync worker serves one connection at a time, so while the first worker waits
-for the rest of its request the second connection can only be taken by the other worker.
+open at once: each worker takes one connection at a time here (ONE_CONNECTION_PER_WORKER), so
+while the first worker waits for the rest of its request the second connection can only be
+taken by the other worker.
 Which worker holds which connection is read from the kernel (psutil), and each answer is
 matched to a worker through its access-log line ([pid] and the request id we sent).
 """
@@ -34,7 +36,7 @@ import redis
 from berater.ext import embedded_redis
 from berater.settings import ENV_KEYS
 from standins.wechat import RunningWeChat
-from tests.servers import free_port
+from tests.servers import ONE_CONNECTION_PER_WORKER, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -395,6 +397,7 @@ def _gunicorn_env(tmp_path: Path, port: int, wechat: RunningWeChat, **extra: str
             "WEB_CONCURRENCY": "2",
             "GUNICORN_BIND": f"127.0.0.1:{port}",
             "LOG_LEVEL": "INFO",
+            **ONE_CONNECTION_PER_WORKER,
             "WECHAT_API_BASE": wechat.url,
             "WECHAT_OAUTH_BASE": wechat.url,
             **extra,
@@ -449,7 +452,7 @@ def _on_both_workers(
     port: int, workers: list[int], method: str, path: str, headers: dict[str, str] | None = None
 ) -> list[Answer]:
     """Send the request to each worker once (see the module docstring); answers in pid order."""
-    request_ids, socks = [], []
+    request_ids, socks, holders = [], [], []
     try:
         for _ in workers:
             # Letters only: the log redactor masks long digit runs.
@@ -463,7 +466,8 @@ def _on_both_workers(
             socks.append(sock)
             sock.sendall(("\r\n".join(lines) + "\r\n").encode())  # no blank line yet: held
             request_ids.append(request_id)
-        holders = [_holder(sock, workers) for sock in socks]
+            # Accepted (and so the worker full) before the next connection is opened.
+            holders.append(_holder(sock, workers))
         assert sorted(holders) == sorted(workers), f"connections held by {holders}"
         answers = []
         for sock, holder, request_id in zip(socks, holders, request_ids, strict=True):

@@ -21,6 +21,7 @@ from berater.settings import (
     ConfigError,
     default,
     load_config,
+    read_setting,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -474,3 +475,10 @@ def test_a_disagreement_names_the_missing_and_the_extra_keys():
     assert disagreement("README.md", readme_table_keys(readme)) == (
         "README.md lacks BERT_PORT; README.md names BERT_PORTS, which no row of SETTINGS defines"
     )
+
+
+def test_gunicorn_conf_reads_its_threads_through_the_row_and_its_range():
+    assert read_setting("GUNICORN_THREADS", {"GUNICORN_THREADS": "16"}) == 16
+    assert read_setting("GUNICORN_THREADS", {}) == default("GUNICORN_THREADS")
+    with pytest.raises(ConfigError, match="GUNICORN_THREADS"):
+        read_setting("GUNICORN_THREADS", {"GUNICORN_THREADS": "0"})

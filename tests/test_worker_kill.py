@@ -1,6 +1,7 @@
 """A gunicorn worker killed mid-request: only its own request is lost, and retrying it is safe.
 
-The real gunicorn with the project's gunicorn.conf.py and two sync workers, on this run's
+The real gunicorn with the project's gunicorn.conf.py and two workers taking one connection
+each (servers.ONE_CONNECTION_PER_WORKER), on this run's
 database and store (SQLite and the embedded store, or MariaDB and Redis with `-m backends`),
 the stand-in Aliyun SMS over HTTP. A request is caught in the middle of its work (waiting for
 a slow SMS provider, or for a row lock the test holds in the database), the worker holding its
@@ -22,7 +23,6 @@ import json
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +37,7 @@ from berater.models import Student
 from berater.settings import ENV_KEYS
 from standins.aliyun import RunningAliyunSms
 from tests import factories, servers
+from tests.helpers import InFlight
 
 pytestmark = pytest.mark.backends
 
@@ -45,48 +46,6 @@ REPLACED_WITHIN = 3.0  # the master has a new worker serving
 SLOW_SMS = 2.5  # the stand-in's answer to a "timeout" fault (conftest), under the 3 s read
 BLOCKED = 0.5  # a binding still in flight this long is waiting for the test's lock
 PHONE_A, PHONE_B = "13800138001", "13800138002"
-
-
-class InFlight:
-    """One request on a connection of its own, sent from a thread."""
-
-    def __init__(
-        self, port: int, method: str, path: str, token: str | None = None, body: Any = None
-    ) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-        self.conn.connect()
-        assert self.conn.sock is not None
-        self.local: tuple[str, int] = self.conn.sock.getsockname()
-        self.status = 0
-        self.body: dict[str, Any] = {}
-        self.headers: dict[str, str] = {}
-        self.error: BaseException | None = None
-        self.started = time.monotonic()
-        self.ended = 0.0
-        headers = {"Content-Type": "application/json", "Connection": "close"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(body) if body is not None else None
-        self._thread = threading.Thread(target=self._run, args=(method, path, headers, data))
-        self._thread.start()
-
-    def _run(self, method: str, path: str, headers: dict[str, str], data: str | None) -> None:
-        try:
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-            self.status = response.status
-            self.headers = dict(response.getheaders())
-            self.body = json.loads(response.read())
-        except (OSError, http.client.HTTPException) as exc:
-            self.error = exc
-        finally:
-            self.ended = time.monotonic()
-            self.conn.close()
-
-    def done(self, timeout: float = 20) -> InFlight:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "no answer and no error"
-        return self
 
 
 def sign_in(service: servers.Gunicorn, openid: str) -> str:
@@ -140,7 +99,7 @@ def assert_replaced(service: servers.Gunicorn, killed: int, killed_at: float) ->
 
 
 def serve_on_both_workers(service: servers.Gunicorn) -> list[int]:
-    """GET /api/ping once per worker: a sync worker takes one connection at a time, so while a
+    """GET /api/ping once per worker: each worker takes one connection at a time, so while a
     request held unfinished (no blank line yet) occupies one, the next goes to the other."""
     held: list[http.client.HTTPConnection] = []
     holders = []
@@ -175,6 +134,7 @@ def service(
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env.update({k: v for k, v in base_settings.items() if isinstance(v, str)})
     env["LOG_LEVEL"] = "INFO"
+    env.update(servers.ONE_CONNECTION_PER_WORKER)
     gunicorn = servers.Gunicorn(env, tmp_path / "gunicorn.log")
     gunicorn.start()
     try:
@@ -197,7 +157,7 @@ def test_an_sms_send_killed_mid_request_drops_only_itself_and_its_retry_sends_no
     wait_for(lambda: aliyun.fake.calls == 1, 5, "send A reaching the provider")
     send_b = InFlight(service.port, "POST", "/api/code", token_b, {"phone": PHONE_B})
     worker_b = service.holder(send_b.local)
-    assert worker_b != worker_a  # one connection per sync worker: B is on the other one
+    assert worker_b != worker_a  # one connection per worker: B is on the other one
     wait_for(lambda: aliyun.fake.calls == 2, 5, "send B reaching the provider")
 
     killed_at, _ = kill(service, worker_a)

@@ -24,10 +24,10 @@ HINTS = {
 
 
 @bp.errorhandler(ApiError)
-def show_error(exc: ApiError) -> tuple[str, int]:
+def show_error(exc: ApiError) -> tuple[str, int, dict[str, str]]:
     hint = getattr(exc, "hint", None) or HINTS.get(exc.status, "出错了，请稍后再试。")
     page = render_template("signin/error.html", message=exc.message, status=exc.status, hint=hint)
-    return page, exc.status
+    return page, exc.status, exc.headers  # Retry-After of a 429 or of the upstream limit's 503
 
 
 def _to_wechat(state: str) -> Response:

@@ -32,6 +32,7 @@ from flask import current_app
 
 from berater.errors import ApiError, BadRequest, TooManyRequests, ValidationFailed
 from berater.ext.sms import SmsDeliveryUnknown
+from berater.ext.upstream import UpstreamBusy, upstream_slot
 from berater.extensions import sms, store
 from berater.identifiers import InvalidPhone, mask_phone, normalise_phone
 
@@ -58,6 +59,12 @@ for i, key in ipairs(KEYS) do
   if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[2 * i]) end
 end
 return 0
+"""
+# KEYS: the counters _TAKE_SLOTS counted a send against: one count back on each still there.
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
 """
 # A new code replaces any pending one of the same openid, with a fresh try count.
 _PUT_CODE = """
@@ -98,21 +105,29 @@ return 0
 
 
 def send_code(openid: str, phone: str, client_ip: str | None) -> dict[str, Any]:
-    """Text a new code to `phone` for `openid`; 429 when a send limit is reached."""
+    """Text a new code to `phone` for `openid`; 429 when a send limit is reached, 503 when
+    this process already has UPSTREAM_MAX_CONCURRENT outbound calls under way."""
     phone = _normalise(phone)
     config = current_app.config
-    _take_send_slots(openid, phone, client_ip)
+    taken = _take_send_slots(openid, phone, client_ip)  # a 429 never needs an outbound slot
     code = f"{secrets.randbelow(1_000_000):06d}"
     digest = _digest(openid, phone, code)
     key = store.key(AREA, f"code:{openid}")
     ttl_ms = int(config["SMS_CODE_TTL"] * 1000)
-    store.script(_PUT_CODE)(keys=[key], args=[phone, digest, ttl_ms])
     try:
-        sms.send_code(phone, code)
-    except SmsDeliveryUnknown:
-        raise  # the text may still arrive, so its code stays valid
-    except ApiError:
-        store.script(_DISCARD_CODE)(keys=[key], args=[digest])
+        with upstream_slot("sms send"):  # UpstreamBusy comes only from here, before any work
+            store.script(_PUT_CODE)(keys=[key], args=[phone, digest, ttl_ms])
+            try:
+                sms.send_code(phone, code)
+            except SmsDeliveryUnknown:
+                raise  # the text may still arrive, so its code stays valid
+            except ApiError:
+                store.script(_DISCARD_CODE)(keys=[key], args=[digest])
+                raise
+    except UpstreamBusy:
+        # Refused before anything was sent: the send limits are given back, so the person
+        # may try again after Retry-After, not after a minute.
+        store.script(_GIVE_BACK)(keys=taken, args=[])
         raise
     return {
         "phone": mask_phone(phone),
@@ -205,7 +220,8 @@ def client_bucket(client_ip: str | None) -> str:
     return str(address)
 
 
-def _take_send_slots(openid: str, phone: str, client_ip: str | None) -> None:
+def _take_send_slots(openid: str, phone: str, client_ip: str | None) -> list[str]:
+    """Count a send against every limit, or raise TooManyRequests; the counters' keys."""
     config = current_app.config
     keys: list[str] = []
     args: list[int] = []
@@ -223,3 +239,4 @@ def _take_send_slots(openid: str, phone: str, client_ip: str | None) -> None:
         raise TooManyRequests(
             "too many codes requested; try again later", math.ceil(wait_ms / 1000)
         )
+    return keys

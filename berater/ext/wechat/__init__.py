@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from flask import Flask, current_app
 
 from berater.ext import Extension
+from berater.ext.upstream import upstream_slot
 from berater.ext.wechat.oauth import exchange_code
 
 
@@ -22,13 +23,14 @@ class WeChat(Extension["WeChat"]):
     def openid_for_code(self, code: str) -> str:
         """Exchange a one-time OAuth `code` for the user's openid."""
         cfg = current_app.config
-        return exchange_code(
-            cfg["WECHAT_API_BASE"],
-            cfg["WECHAT_APPID"],
-            cfg["WECHAT_SECRET"],
-            code,
-            cfg["WECHAT_TIMEOUT"],
-        )
+        with upstream_slot("wechat oauth"):  # past the limit: 503 at once (ext/upstream.py)
+            return exchange_code(
+                cfg["WECHAT_API_BASE"],
+                cfg["WECHAT_APPID"],
+                cfg["WECHAT_SECRET"],
+                code,
+                cfg["WECHAT_TIMEOUT"],
+            )
 
     def authorize_url(self, redirect_uri: str, state: str, scope: str = "snsapi_base") -> str:
         """The WeChat page that asks the user and comes back to `redirect_uri` with a code."""
