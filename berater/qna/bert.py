@@ -110,7 +110,7 @@ class BertEncoder:
             part = self._encode_one(texts[start : start + batch])
             if parts and part.shape[1] != parts[0].shape[1]:
                 raise BertUnavailable(
-                    f"BERT server at {self.address} changed its vector size during one call "
+                    f"the BERT server changed its vector size during one call "
                     f"({parts[0].shape[1]} then {part.shape[1]})",
                     "bad_answer",
                 )
@@ -163,7 +163,7 @@ class BertEncoder:
             except BertUnavailable as exc:
                 self._discard()
                 _log.warning("BERT server at %s: %s", self.address, exc)
-                raise BertUnavailable(f"BERT server at {self.address}: {exc}", exc.reason) from None
+                raise
             self.dim = vectors.shape[1]
             return vectors
 
@@ -172,7 +172,7 @@ class BertEncoder:
         """Hold the lock, waited for no longer than the deadline."""
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise BertUnavailable(
-                f"BERT server at {self.address} did not answer within {self.timeout:g} s "
+                f"the BERT server did not answer within {self.timeout:g} s "
                 "(busy with other requests)",
                 "busy",
             )
@@ -211,7 +211,7 @@ class BertEncoder:
         if server_version != client_version:
             self._discard()
             raise BertUnavailable(
-                f"BERT server at {self.address} is version {server_version}, "
+                f"the BERT server is version {server_version}, "
                 f"but bert-serving-client is {client_version}",
                 "version",
             )
@@ -222,7 +222,7 @@ class BertEncoder:
         if not isinstance(config, dict):
             self._discard()
             raise BertUnavailable(
-                f"BERT server at {self.address} sent a bad answer: its config is not an object",
+                "the BERT server sent a bad answer: its config is not an object",
                 "bad_answer",
             )
         return config
@@ -240,20 +240,18 @@ class BertEncoder:
             self._discard()
             _log.warning("BERT server at %s: no answer within %g s", self.address, self.timeout)
             raise BertUnavailable(
-                f"BERT server at {self.address} did not answer within {self.timeout:g} s",
+                f"the BERT server did not answer within {self.timeout:g} s",
                 "timeout",
             ) from None
         except zmq.ZMQError as exc:
             self._discard()
             _log.warning("BERT server at %s: ZeroMQ error %s", self.address, exc)
-            raise BertUnavailable(
-                f"BERT server at {self.address} cannot be reached: {exc}", "error"
-            ) from None
+            raise BertUnavailable(f"the BERT server cannot be reached: {exc}", "error") from None
         except Exception as exc:  # frames, JSON, dtype or buffer size the client cannot read
             self._discard()
             _log.warning("BERT server at %s: unreadable answer (%s)", self.address, type(exc))
             raise BertUnavailable(
-                f"BERT server at {self.address} sent a bad answer ({type(exc).__name__})",
+                f"the BERT server sent a bad answer ({type(exc).__name__})",
                 "bad_answer",
             ) from None
 

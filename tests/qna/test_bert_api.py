@@ -66,6 +66,8 @@ def test_a_silent_bert_server_is_a_503_within_the_timeout(bert_app, bert, bert_s
     elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert "BERT" in response.get_json()["error"]
+    # The server's internal address is logged, never told to the client.
+    assert f"{bert_settings['BERT_HOST']}:" not in response.get_json()["error"]
     assert elapsed < bert_settings["BERT_TIMEOUT"] + 1.5
 
 
