@@ -278,14 +278,15 @@ class Instance:
             )
 
     def wait_ready(self, host: str, timeout: float = START_TIMEOUT) -> None:
-        """Wait until gunicorn answers /api/ping (with the service's Host) on `port`."""
+        """Wait until the instance is ready, as the image's health check asks: /readyz (with
+        the service's Host) answers 200 once the database, the store and the Q&A index are."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.tail()}")
             try:
-                answer = requests.get(f"{self.url}/api/ping", headers={"Host": host}, timeout=2)
+                answer = requests.get(f"{self.url}/readyz", headers={"Host": host}, timeout=2)
                 if answer.status_code == 200:
                     return
             except requests.ConnectionError:
