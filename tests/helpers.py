@@ -6,6 +6,8 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -176,3 +178,16 @@ class InFlight:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "no answer and no error"
         return self
+
+
+def run_bench(script: str, *options: str) -> str:
+    """Run `bench/<script>` with `options` for a short while; its output, once it exited 0."""
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *options],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout

@@ -5,13 +5,10 @@ answered."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import run_bench
+
 KINDS = (
     "sign-in (POST /api/token code)",
     "sign-in, whole wait with retries",
@@ -28,15 +25,7 @@ pytestmark = pytest.mark.backends
 def test_the_results_day_benchmark_runs_without_an_error(request: pytest.FixtureRequest) -> None:
     db, store = request.config.getoption("--db"), request.config.getoption("--store")
     options = ["--duration", "3", "--baseline", "1", "--concurrency", "6", "--latency", "0.05"]
-    done = subprocess.run(
-        [sys.executable, "bench/results_day.py", *options, "--db", db, "--store", store],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"{out[-4000:]}\n{done.stderr[-4000:]}"
+    out = run_bench("results_day.py", *options, "--db", db, "--store", store)
     assert "errors: 0 (goal 0" in out
     assert "webhook replies slower than 5 s: 0" in out
     baseline = out[out.index("without sign-ins") : out.index("with sign-ins")]

@@ -4,13 +4,9 @@ a throwaway MariaDB and Redis of its own), with no error and every check passed.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import run_bench
 
 pytestmark = pytest.mark.backends
 
@@ -21,15 +17,7 @@ def test_the_soak_runs_without_an_error_and_its_checks_pass(
 ) -> None:
     db, store = request.config.getoption("--db"), request.config.getoption("--store")
     options = ["--duration", "5", "--rows", "2000", "--clients", "4", "--db", db, "--store", store]
-    done = subprocess.run(
-        [sys.executable, "bench/soak.py", *options],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"{out[-4000:]}\n{done.stderr[-4000:]}"
+    out = run_bench("soak.py", *options)
     assert "errors: 0 (goal 0" in out
     assert "result: no error, every check passed" in out
     assert "BAD" not in out

@@ -164,16 +164,7 @@ def test_gunicorn_own_log_is_redacted_and_foreign_hosts_are_refused(
     phone, id_card = "13812345678", "11010519491231002X"  # a valid check character
     secrets_sent = (code, phone, id_card)
     out_path, err_path = tmp_path / "gunicorn.out", tmp_path / "gunicorn.err"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        master = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    master = _start_master(env, out_path, err_path)
     try:
         _wait_until_serving(master, port, err_path)
         # Request lines gunicorn refuses before the app sees them: no HTTP version, a tab.
@@ -233,16 +224,7 @@ def test_gunicorn_json_logs_parse_and_carry_no_secret(
     assert upgrade.returncode == 0, upgrade.stderr[-3000:]
     code, phone, id_card = "oauth" + secrets.token_hex(12), "13812345678", "11010519491231002X"
     out_path, err_path = tmp_path / "gunicorn.out", tmp_path / "gunicorn.err"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        master = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    master = _start_master(env, out_path, err_path)
     try:
         workers = _wait_until_serving(master, port, err_path)
         token = _request(port, "POST", "/api/test/token/o_json_log").body["data"]["token"]
@@ -362,17 +344,19 @@ def _healthz_count(port: int) -> float:
     return 0.0
 
 
-def _start_master(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _start_master(
+    env: dict[str, str], log_path: Path, err_path: Path | None = None
+) -> subprocess.Popen[bytes]:
     """gunicorn with the project's gunicorn.conf.py, in a session of its own, its output in
-    `log_path`."""
-    with open(log_path, "wb") as log:
+    `log_path` (its standard error in `err_path` when given)."""
+    with open(log_path, "wb") as out, open(err_path or os.devnull, "wb") as err:
         return subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "run:app"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=err if err_path else subprocess.STDOUT,
             start_new_session=True,
         )
 
