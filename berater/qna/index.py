@@ -17,6 +17,7 @@ import os
 import re
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,12 +328,25 @@ class Index:
 
 def _read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opened here: np.load leaves the file open when it is not a zip file.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         return arrays, orjson.loads(arrays["meta"].tobytes())
     except FileNotFoundError:
         raise IndexUnavailable(missing_index(path)) from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
+
+
+def read_meta(path: str | Path) -> tuple[dict, bool]:
+    """The metadata of the index file at `path` (any format version) and whether it holds
+    BERT vectors, without reading its matrices."""
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
+            return orjson.loads(npz["meta"].tobytes()), "vectors" in npz.files
+    except FileNotFoundError:
+        raise IndexUnavailable(missing_index(path)) from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
 
 
