@@ -1,4 +1,5 @@
-"""The audit trail of role grants and revocations and of password-account changes.
+"""The audit trail of role grants and revocations, of password-account changes and of the
+Q&A index's rebuilds.
 
 Rows are added inside the caller's transaction, so an audit row exists exactly when the
 change it describes was committed. Rows hold openids: they are listed to admins only and
@@ -15,7 +16,10 @@ from berater.models import AuditLog
 GRANT, REVOKE = "grant", "revoke"
 USER_CREATE, USER_RESET = "user_create", "user_reset"
 USER_DISABLE, USER_ENABLE = "user_disable", "user_enable"
-ACTIONS = frozenset({GRANT, REVOKE, USER_CREATE, USER_RESET, USER_DISABLE, USER_ENABLE})
+QNA_REBUILD = "qna_rebuild"  # the target is the index file's name
+ACTIONS = frozenset(
+    {GRANT, REVOKE, USER_CREATE, USER_RESET, USER_DISABLE, USER_ENABLE, QNA_REBUILD}
+)
 CLI_ACTOR = "cli"
 MAX_PAGE_SIZE = 100
 

@@ -6,6 +6,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import click
@@ -20,7 +21,7 @@ from berater.qna.answers import index_path
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.corpus import CorpusError, Paragraph, load
 from berater.qna.engine import MODES, Engine, Thresholds
-from berater.qna.evaluate import cross_validate, evaluate, load_questions, mean
+from berater.qna.evaluate import Metrics, cross_validate, evaluate, load_questions, mean
 from berater.qna.index import (
     HEADING_WEIGHT,
     NGRAM_WEIGHT,
@@ -30,6 +31,8 @@ from berater.qna.index import (
     read_paragraphs,
 )
 from berater.qna.normalise import NO_SYNONYMS, Synonyms, SynonymsError, fold
+from berater.qna.schemas import EvalFigures
+from berater.qna.services import eval_figures, save_eval
 
 qna_cli = AppGroup("qna", help="The handbook Q&A: build its index, evaluate it, ask it.")
 
@@ -419,8 +422,15 @@ def eval_command(
     if mode != "lexical" and not _embed(engine):
         raise click.ClickException(f"mode {mode} needs a BERT server (BERT_HOST)")
     faq_shown = ids.shown(faq_path) if faq_path else "none"
+    measured = partial(
+        eval_figures,
+        mode=mode,
+        questions_file=ids.shown(questions),
+        corpus=str(corpus or config["QNA_CORPUS"]),
+    )
     if cv:
-        _cross_validate(engine, asked, cv, faq_shown)
+        held_out = _cross_validate(engine, asked, cv, faq_shown)
+        _save_eval(measured(held_out, cv_folds=cv))
         return
     try:
         metrics = evaluate(engine, asked, mode)  # type: ignore[arg-type]
@@ -439,9 +449,23 @@ def eval_command(
         f"{metrics.faq_wrong_unanswerable} of them unanswerable)"
     )
     click.echo(f"without the FAQ: {bare.short()}")
+    _save_eval(measured([metrics]))
 
 
-def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> None:
+def _save_eval(figures: EvalFigures) -> None:
+    """Keep the figures beside the index file, for the console."""
+    try:
+        path = save_eval(figures)
+    except OSError as exc:
+        click.echo(f"the figures were not saved for the console: {exc}", err=True)
+        return
+    click.echo(f"figures saved for the console: {ids.shown(path)}")
+
+
+def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> list[Metrics]:
+    """Print each fold and the mean, with the FAQ and without; the held-out figures of the
+    first (with the FAQ when there is one)."""
+    kept: list[Metrics] = []
     for use_faq in (True, False) if len(engine.index.faq) else (False,):
         try:
             folds, overall = cross_validate(engine, asked, k, use_faq)
@@ -468,6 +492,8 @@ def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> None
             f"  chosen the same way on every question: ngram {overall.ngram_weight}, heading "
             f"{overall.heading_weight}, threshold {overall.threshold}"
         )
+        kept = kept or [part.held_out for part in folds]
+    return kept
 
 
 @qna_cli.command("ask")

@@ -1,0 +1,361 @@
+"""The Q&A index for the office: its status, the last `qna eval` figures, and a rebuild that
+runs in the background.
+
+`status()` tells what the index file holds (when it was built, paragraphs, vocabulary, FAQ
+entries, synonym groups, size), what the worker asked serves (workers load a new file by
+themselves, berater/qna/answers.py), the last evaluation and the last rebuild.
+
+`flask qna eval` saves the figures it printed next to the index file (`qna-index.eval.json`
+beside `qna-index.npz`), written whole or not at all; `last_eval()` reads them back.
+
+`start_rebuild(actor)` builds the index file again from the configured handbook, FAQ and
+synonyms, as `flask qna build` does with its defaults, in a task of the background pool. One
+rebuild runs at a time across workers and instances: it holds a lock in the store (area
+"qna") that it renews while it makes progress, so a worker that dies with it frees it
+within LOCK_TTL; a second start meanwhile is a 409. Its state (queued, running, done,
+failed, with its step and the build's report) lives in the store beside the lock and is
+written only by the lock's holder. The index file is replaced in one step (a file beside
+it, then a rename): workers never read half a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from pydantic import ValidationError
+
+from berater.db import after_commit
+from berater.errors import Conflict, ServiceUnavailable
+from berater.extensions import qna, store, tasks
+from berater.identity import audit
+from berater.qna.answers import QnaState, file_key, index_path
+from berater.qna.evaluate import Metrics, mean
+from berater.qna.index import FORMAT, IndexUnavailable, read_meta
+from berater.qna.schemas import (
+    EvalFigures,
+    IndexFile,
+    IndexStatus,
+    LoadedIndex,
+    RebuildState,
+    RebuildStatus,
+)
+
+log = logging.getLogger("berater.qna")
+
+AREA = "qna"
+STATE = "rebuild"
+LOCK = "rebuild:lock"
+LOCK_TTL = 120.0  # seconds; renewed at each step, so only a stopped rebuild lets it lapse
+STATE_TTL = 30 * 86400.0  # the last rebuild is shown for a month
+WRITE_EVERY = 0.5  # seconds between two progress writes to the store
+NOTES = 200  # lines of the build's report kept, each cut to NOTE_LENGTH characters
+NOTE_LENGTH = 300
+QUEUED: RebuildStatus = "queued"
+RUNNING: RebuildStatus = "running"
+DONE: RebuildStatus = "done"
+FAILED: RebuildStatus = "failed"
+INTERRUPTED = "interrupted: the worker running it stopped before it finished"
+
+# Write the state only while holding the lock; then renew the lock, or release it (ARGV[4]
+# is 0). A rebuild whose lock lapsed, and that another one replaced, cannot overwrite the
+# newer state.
+_WRITE_IF_HELD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if ARGV[4] == '0' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"""
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the last evaluation ------------------------------------------------------------------
+
+
+def eval_path(index: Path) -> Path:
+    """Where `flask qna eval` keeps its last figures: beside the index file."""
+    return index.with_name(f"{index.stem}.eval.json")
+
+
+def eval_figures(
+    runs: Sequence[Metrics],
+    mode: str,
+    questions_file: str,
+    corpus: str,
+    cv_folds: int | None = None,
+) -> EvalFigures:
+    """The figures to keep: one run's, or with `cv_folds` the mean of the held-out folds'
+    (the question counts and FAQ hits added up)."""
+    averaged = mean(runs)
+    return EvalFigures(
+        ran_at=_now(),
+        mode=mode,
+        questions=sum(m.questions for m in runs),
+        unanswerable=sum(m.unanswerable for m in runs),
+        faq_hits=sum(m.faq_questions for m in runs),
+        cv_folds=cv_folds,
+        questions_file=questions_file,
+        corpus=corpus,
+        **averaged,
+    )
+
+
+def save_eval(figures: EvalFigures, index: Path | None = None) -> Path:
+    """Write `figures` beside the index file (the current app's by default), whole or not
+    at all; the file's path."""
+    target = eval_path(index or index_path(current_app))
+    _write_atomically(target, figures.model_dump_json(indent=2).encode())
+    return target
+
+
+def last_eval(index: Path | None = None) -> EvalFigures | None:
+    """The figures of the last `flask qna eval`; None when it never ran (or its file is not
+    readable)."""
+    path = eval_path(index or index_path(current_app))
+    try:
+        return EvalFigures.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as exc:
+        log.warning("Q&A: the last evaluation's figures cannot be read (%s)", type(exc).__name__)
+        return None
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def index_facts(path: Path) -> IndexFile:
+    """What the index file at `path` holds, from its metadata; IndexUnavailable when it is
+    missing or not an index."""
+    try:
+        stat = path.stat()
+    except OSError:
+        raise IndexUnavailable(f"no index at {path}: run `flask --app run qna build`") from None
+    meta, bert = read_meta(path)
+    return IndexFile(
+        path=str(path),
+        built_at=_at(float(meta.get("built_at") or stat.st_mtime)),
+        build_id=str(meta.get("build_id") or ""),
+        current_format=meta.get("format") == FORMAT,
+        paragraphs=len(meta.get("paragraphs") or ()),
+        words=len(meta.get("words") or ()),
+        characters=len(meta.get("chars") or ()),
+        faq_entries=len(meta.get("faq") or ()),
+        synonym_groups=len(meta.get("synonyms") or ()),
+        bert=bert,
+        size=stat.st_size,
+        modified_at=_at(stat.st_mtime),
+    )
+
+
+def _loaded(state: QnaState, path: Path) -> LoadedIndex:
+    engine = state.engine
+    if engine is None:
+        return LoadedIndex(
+            pid=os.getpid(),
+            loaded=False,
+            build_id=None,
+            paragraphs=0,
+            loaded_at=None,
+            modified_at=None,
+            current=False,
+            problem=state.problem,
+        )
+    return LoadedIndex(
+        pid=os.getpid(),
+        loaded=True,
+        build_id=engine.index.build_id,
+        paragraphs=len(engine.index),
+        loaded_at=_at(state.loaded_at) if state.loaded_at is not None else None,
+        modified_at=_at(state.loaded_mtime) if state.loaded_mtime is not None else None,
+        current=state.key is not None and state.key == file_key(path),
+        problem=None,
+    )
+
+
+def status() -> IndexStatus:
+    """The index file, the index this worker serves, the last evaluation and rebuild."""
+    path = index_path(current_app)
+    qna.check(current_app)  # a changed file starts loading here too
+    state: QnaState = current_app.extensions[qna.extension_key]
+    facts, problem = None, None
+    try:
+        facts = index_facts(path)
+    except IndexUnavailable as exc:
+        problem = str(exc)
+    return IndexStatus(
+        file=facts,
+        problem=problem,
+        worker=_loaded(state, path),
+        last_eval=last_eval(path),
+        rebuild=rebuild_state(),
+    )
+
+
+# --- the rebuild ---------------------------------------------------------------------------
+
+
+def rebuild_state() -> RebuildState | None:
+    """The last rebuild's state; None when there was none (or it was long ago). A rebuild
+    still marked queued or running whose lock is gone was cut short: it is shown failed."""
+    raw = store.get(AREA, STATE)
+    if raw is None:
+        return None
+    try:
+        state = RebuildState.model_validate_json(raw)
+    except ValidationError:
+        log.warning("Q&A: the rebuild's state in the store is not readable; ignored")
+        return None
+    if state.status in (QUEUED, RUNNING) and store.get(AREA, LOCK) != state.id:
+        state = state.model_copy(update={"status": FAILED, "error": INTERRUPTED})
+    return state
+
+
+def start_rebuild(actor: str, ip: str | None = None) -> RebuildState:
+    """Queue a rebuild of the index file by `actor` (a subject) and add its audit row; the
+    task starts once the caller's transaction commits. 409 while another rebuild runs; 503
+    when the background queue is full."""
+    run_id = secrets.token_hex(16)
+    if not store.set_if_absent(AREA, LOCK, run_id, LOCK_TTL):
+        running = rebuild_state()
+        since = ""
+        if running is not None and running.status in (QUEUED, RUNNING):
+            since = f" (started {running.queued_at:%Y-%m-%d %H:%M:%S} UTC by {running.actor})"
+        raise Conflict(
+            f"an index rebuild is already running{since}; wait for it to finish",
+            {"rebuild": running.model_dump(mode="json") if running else None},
+        )
+    state = RebuildState(id=run_id, status=QUEUED, actor=actor, queued_at=_now())
+    try:
+        _write(state)
+        audit.record(actor, audit.QNA_REBUILD, index_path(current_app).name, ip=ip)
+    except BaseException:
+        _release(run_id)
+        raise
+    after_commit(lambda: _submit(state))
+    return state
+
+
+def _submit(state: RebuildState) -> None:
+    if tasks.submit("qna.rebuild", _rebuild, state):
+        return
+    _write(_failed(state, "the background queue is full; try again shortly"), release=True)
+    raise ServiceUnavailable("the background queue is full; try the rebuild again shortly")
+
+
+def _failed(state: RebuildState, error: str) -> RebuildState:
+    return state.model_copy(update={"status": FAILED, "error": error, "finished_at": _now()})
+
+
+def _write(state: RebuildState, release: bool = False) -> bool:
+    """Store `state` if its rebuild still holds the lock, renewing (or releasing) the lock;
+    False when it lost it."""
+    written = store.script(_WRITE_IF_HELD)(
+        keys=[store.key(AREA, LOCK), store.key(AREA, STATE)],
+        args=[
+            state.id,
+            state.model_dump_json(),
+            int(STATE_TTL * 1000),
+            0 if release else int(LOCK_TTL * 1000),
+        ],
+    )
+    return bool(written)
+
+
+def _release(run_id: str) -> None:
+    store.script("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end")(
+        keys=[store.key(AREA, LOCK)], args=[run_id]
+    )
+
+
+class _Lost(Exception):
+    """The rebuild's lock lapsed: another may have started; this one stops."""
+
+
+class _Run:
+    """A running rebuild's state, written to the store at most every WRITE_EVERY seconds."""
+
+    def __init__(self, state: RebuildState) -> None:
+        self.state = state
+        self.written = time.monotonic()
+        self.notes: list[str] = []
+
+    def update(self, force: bool = False, release: bool = False, **changes: Any) -> None:
+        self.state = self.state.model_copy(update={**changes, "notes": self.notes[:NOTES]})
+        now = time.monotonic()
+        if force or release or now - self.written >= WRITE_EVERY:
+            self.written = now
+            if not _write(self.state, release):
+                raise _Lost()
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        self.update(force=phase != self.state.phase, phase=phase, done=done, total=total)
+
+    def fail(self, error: str) -> None:
+        self.update(release=True, status=FAILED, error=error, finished_at=_now())
+
+    def note(self, text: str) -> None:
+        for line in str(text).splitlines():
+            self.notes.append(line[:NOTE_LENGTH])
+
+
+def _rebuild(queued: RebuildState) -> None:
+    """The task: build the index file, then serve it in this worker at once (the others
+    notice the new file by themselves)."""
+    from berater.qna.cli import build_index_file
+
+    run = _Run(queued)
+    started = time.monotonic()
+    try:
+        run.update(force=True, status=RUNNING, started_at=_now(), worker=os.getpid())
+        try:
+            path = build_index_file(echo=run.note, progress=run.progress)
+        except click.ClickException as exc:
+            run.fail(exc.format_message())
+            log.warning("Q&A rebuild failed: %s", exc.format_message())
+            return
+        except _Lost:
+            raise
+        except Exception as exc:  # the state must say so; the task pool logs the type only
+            run.fail(f"the rebuild failed ({type(exc).__name__})")
+            log.warning("Q&A rebuild failed: %s", type(exc).__name__)
+            return
+        qna.load(current_app)
+        run.update(release=True, status=DONE, finished_at=_now(), index=index_facts(path), phase="")
+        log.info("Q&A index rebuilt in %.1f s", time.monotonic() - started)
+    except _Lost:
+        log.warning("Q&A rebuild stopped: its lock lapsed (another rebuild may run)")
