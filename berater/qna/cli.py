@@ -351,7 +351,7 @@ def build_command(
     strict: bool,
     accept: bool,
 ) -> None:
-    """Build the index file from the corpus; restart the workers to serve it."""
+    """Build the index file from the corpus; the workers serve it within a few seconds."""
     target = Path(out) if out else index_path(current_app)
     if if_missing and target.exists() and current_format(target):
         click.echo(f"kept: {target}")
