@@ -248,10 +248,12 @@ class Qna(Extension[QnaState]):
                 state.reloading = False
 
     def current(self, app: Flask) -> Engine | None:
-        """The engine serving `app` now (None without an index), after a look at the file."""
-        self.check(app)
-        engine: Engine | None = app.extensions[self.extension_key].engine
-        return engine
+        """The engine serving `app` now (None without an index), after a look at the file
+        when CHECK_EVERY has passed since the last."""
+        state: QnaState = app.extensions[self.extension_key]
+        if time.monotonic() - state.checked >= CHECK_EVERY:
+            self.check(app)
+        return state.engine
 
     @property
     def engine(self) -> Engine:
