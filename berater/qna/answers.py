@@ -159,6 +159,8 @@ class QnaState:
         self.problem = problem
         self.path: Path | None = None
         self.key: tuple[int, int, int] | None = None  # the file version last loaded or tried
+        self.loaded_key: tuple[int, int, int] | None = None  # the version the engine is from
+        self.failed: str | None = None  # why the last version tried is not served
         self.loaded_at: float | None = None  # when this process loaded its index (time.time)
         self.loaded_mtime: float | None = None  # the loaded file's modification time
         self.checked = -math.inf  # time.monotonic() of the last look at the file
@@ -197,6 +199,7 @@ class Qna(Extension[QnaState]):
                 problem = f"{path} cannot be read as an index ({type(exc).__name__})"
             with state.lock:
                 state.path, state.key = path, key  # tried again once the file changes
+                state.failed = problem
                 serving = state.engine is not None
                 if not serving:
                     state.problem = problem
@@ -211,7 +214,7 @@ class Qna(Extension[QnaState]):
         engine = Engine(index, encoder, Thresholds.from_config(app.config))
         with state.lock:
             state.engine, state.problem = engine, None  # the swap: one assignment
-            state.path, state.key = path, key
+            state.path, state.key, state.loaded_key, state.failed = path, key, key, None
             state.loaded_at = time.time()
             state.loaded_mtime = key[0] / 1e9 if key else None
         if old is not None and old.index is not index:

@@ -107,7 +107,9 @@ class LoadedIndex(BaseModel):
     loaded_at: datetime | None = Field(description="when this worker loaded it")
     modified_at: datetime | None = Field(description="its file's modification time then")
     current: bool = Field(description="the index file on disk is the one it serves")
-    problem: str | None = Field(description="why it serves nothing")
+    problem: str | None = Field(
+        description="why it serves nothing, or why the file on disk is not what it serves"
+    )
 
 
 RebuildStatus = Literal["queued", "running", "done", "failed"]

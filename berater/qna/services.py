@@ -193,7 +193,7 @@ def _loaded(state: QnaState, path: Path) -> LoadedIndex:
             loaded_at=None,
             modified_at=None,
             current=False,
-            problem=state.problem,
+            problem=state.failed or state.problem,
         )
     return LoadedIndex(
         pid=os.getpid(),
@@ -202,8 +202,8 @@ def _loaded(state: QnaState, path: Path) -> LoadedIndex:
         paragraphs=len(engine.index),
         loaded_at=_at(state.loaded_at) if state.loaded_at is not None else None,
         modified_at=_at(state.loaded_mtime) if state.loaded_mtime is not None else None,
-        current=state.key is not None and state.key == file_key(path),
-        problem=None,
+        current=state.loaded_key is not None and state.loaded_key == file_key(path),
+        problem=state.failed,
     )
 
 

@@ -139,6 +139,20 @@ def test_status_sees_a_new_file_before_the_worker_serves_it(index_app, served, t
     assert not status.worker.current and status.worker.build_id != new.build_id
 
 
+def test_status_says_when_the_file_on_disk_cannot_be_served(index_app, served):
+    broken = served.with_name("broken.npz")
+    broken.write_bytes(b"not an index")
+    broken.replace(served)
+    with index_app.app_context():
+        qna.check(index_app, force=True)
+        wait_for_tasks(index_app)
+        status = services.status()
+    assert status.file is None and "is not a Q&A index" in (status.problem or "")
+    worker = status.worker
+    assert worker.loaded and worker.paragraphs == 9  # the old index still serves
+    assert not worker.current and "is not a Q&A index" in (worker.problem or "")
+
+
 def test_status_without_an_index(make_app, tmp_path):
     missing = tmp_path / "none" / "qna-index.npz"
     app = make_app(QNA_INDEX=str(missing))
