@@ -11,6 +11,7 @@ answer from the new index within a few seconds, with the same pids.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -98,14 +99,14 @@ def index(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def service(
-    make_app: Any, base_settings: dict[str, Any], index: Path, tmp_path: Path
+@contextlib.contextmanager
+def gunicorn_serving(
+    base_settings: dict[str, Any], tmp_path: Path, **settings: str
 ) -> Iterator[servers.Gunicorn]:
-    """gunicorn with two workers serving `index`, on this run's database and store."""
+    """gunicorn with two workers on this run's database and store, with `settings`."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env.update({k: v for k, v in base_settings.items() if isinstance(v, str)})
-    env.update({"LOG_LEVEL": "INFO", "QNA_INDEX": str(index)})
+    env.update({"LOG_LEVEL": "INFO", **settings})
     env.update(servers.ONE_CONNECTION_PER_WORKER)
     gunicorn = servers.Gunicorn(env, tmp_path / "gunicorn.log")
     gunicorn.start()
@@ -118,6 +119,25 @@ def service(
         gunicorn.stop()
 
 
+@pytest.fixture
+def service(
+    make_app: Any, base_settings: dict[str, Any], index: Path, tmp_path: Path
+) -> Iterator[servers.Gunicorn]:
+    """gunicorn with two workers serving `index`, on this run's database and store."""
+    with gunicorn_serving(base_settings, tmp_path, QNA_INDEX=str(index)) as gunicorn:
+        yield gunicorn
+
+
+def student_token(app: Flask, service: servers.Gunicorn, openid: str = STUDENT) -> str:
+    """A student's token, minted by the service."""
+    with app.app_context():
+        factories.student(openid)
+        db.session.commit()
+    minted = InFlight(service.port, "POST", f"/api/test/token/{openid}").done()
+    assert minted.status == 200, minted.body
+    return str(minted.body["data"]["token"])
+
+
 def test_both_workers_serve_a_rebuilt_index_without_a_restart(
     service: servers.Gunicorn, make_app: Any, index: Path, tmp_path: Path
 ) -> None:
@@ -125,12 +145,7 @@ def test_both_workers_serve_a_rebuilt_index_without_a_restart(
     rebuilder: Flask = make_app(
         QNA_INDEX=str(index), QNA_CORPUS=str(handbook(tmp_path / "new", NEW_HOURS))
     )
-    with rebuilder.app_context():
-        factories.student(STUDENT)
-        db.session.commit()
-    minted = InFlight(service.port, "POST", f"/api/test/token/{STUDENT}").done()
-    assert minted.status == 200, minted.body
-    token = str(minted.body["data"]["token"])
+    token = student_token(rebuilder, service)
     workers = service.workers()
     assert len(workers) == 2
 
