@@ -94,6 +94,6 @@ def qna_rebuild_state() -> Response:
 def qna_served() -> Response:
     """Whether the server process that answers serves the index file on disk: "done" once it
     does, "failed" when the file cannot be loaded, "running" while it loads it."""
-    worker = services.status().worker
+    worker = services.served_here()
     state = "done" if worker.current else "failed" if worker.problem else "running"
     return ok({"state": state, "pid": worker.pid, "build": (worker.build_id or "")[:8]})

@@ -33,7 +33,6 @@ from flask import Flask, current_app
 
 from berater.errors import ServiceUnavailable
 from berater.ext import Extension
-from berater.ext.tasks import Tasks
 from berater.qna import segment
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.engine import MAX_QUESTION, Engine, Mode, Thresholds, reply_text
@@ -236,6 +235,8 @@ class Qna(Extension[QnaState]):
             if file_key(path) == state.key:
                 return
             state.reloading = True
+        from berater.ext.tasks import Tasks
+
         real: Flask = getattr(app, "_get_current_object", lambda: app)()  # not a proxy
         pool = real.extensions[Tasks.extension_key]
         if not pool.submit(real, "qna.reload", self._reload, (real,), 0.0):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -31,8 +32,9 @@ from berater.qna.index import (
     read_paragraphs,
 )
 from berater.qna.normalise import NO_SYNONYMS, Synonyms, SynonymsError, fold
-from berater.qna.schemas import EvalFigures
-from berater.qna.services import eval_figures, save_eval
+
+if TYPE_CHECKING:
+    from berater.qna.schemas import EvalFigures
 
 qna_cli = AppGroup("qna", help="The handbook Q&A: build its index, evaluate it, ask it.")
 
@@ -422,6 +424,8 @@ def eval_command(
     if mode != "lexical" and not _embed(engine):
         raise click.ClickException(f"mode {mode} needs a BERT server (BERT_HOST)")
     faq_shown = ids.shown(faq_path) if faq_path else "none"
+    from berater.qna.services import eval_figures
+
     measured = partial(
         eval_figures,
         mode=mode,
@@ -454,6 +458,8 @@ def eval_command(
 
 def _save_eval(figures: EvalFigures) -> None:
     """Keep the figures beside the index file, for the console."""
+    from berater.qna.services import save_eval
+
     try:
         path = save_eval(figures)
     except OSError as exc:

@@ -9,20 +9,26 @@ themselves, berater/qna/answers.py), the last evaluation and the last rebuild.
 beside `qna-index.npz`), written whole or not at all; `last_eval()` reads them back.
 
 `start_rebuild(actor)` builds the index file again from the configured handbook, FAQ and
-synonyms, as `flask qna build` does with its defaults, in a task of the background pool. One
-rebuild runs at a time across workers and instances: it holds a lock in the store (area
-"qna") that it renews while it makes progress, so a worker that dies with it frees it
-within LOCK_TTL; a second start meanwhile is a 409. Its state (queued, running, done,
-failed, with its step and the build's report) lives in the store beside the lock and is
-written only by the lock's holder. The index file is replaced in one step (a file beside
-it, then a rename): workers never read half a file.
+synonyms, as `flask qna build` does with its defaults: a task of the background pool runs
+the build in a process of its own (berater/qna/rebuild.py: the worker keeps none of the
+build's libraries and memory) and follows its report. One rebuild runs at a time across
+workers and instances: it holds a lock in the store (area "qna") that it renews while it
+makes progress, so a worker that dies with it frees it within LOCK_TTL; a second start
+meanwhile is a 409. Its state (queued, running, done, failed, with its step and the build's
+report) lives in the store beside the lock and is written only by the lock's holder. The
+index file is replaced in one step (a file beside it, then a rename): workers never read
+half a file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import select
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -30,14 +36,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
 from flask import current_app
 from pydantic import ValidationError
 
+from berater import PROJECT_ROOT
 from berater.db import after_commit
 from berater.errors import Conflict, ServiceUnavailable
 from berater.extensions import qna, store, tasks
 from berater.identity import audit
+from berater.qna import rebuild
 from berater.qna.answers import QnaState, file_key, index_path
 from berater.qna.evaluate import Metrics, mean
 from berater.qna.index import FORMAT, IndexUnavailable, read_meta
@@ -55,9 +62,11 @@ log = logging.getLogger("berater.qna")
 AREA = "qna"
 STATE = "rebuild"
 LOCK = "rebuild:lock"
-LOCK_TTL = 120.0  # seconds; renewed at each step, so only a stopped rebuild lets it lapse
+LOCK_TTL = 60.0  # seconds; renewed at each step, so only a stopped rebuild lets it lapse
 STATE_TTL = 30 * 86400.0  # the last rebuild is shown for a month
 WRITE_EVERY = 0.5  # seconds between two progress writes to the store
+HEARTBEAT = 5.0  # seconds: the lock is renewed at least this often while the build runs
+LIMIT = 1800.0  # seconds: a build still running then is stopped
 NOTES = 200  # lines of the build's report kept, each cut to NOTE_LENGTH characters
 NOTE_LENGTH = 300
 QUEUED: RebuildStatus = "queued"
@@ -207,11 +216,17 @@ def _loaded(state: QnaState, path: Path) -> LoadedIndex:
     )
 
 
+def served_here() -> LoadedIndex:
+    """The index this worker serves, after a look at the file (a changed file starts loading
+    here too)."""
+    qna.check(current_app)
+    return _loaded(current_app.extensions[qna.extension_key], index_path(current_app))
+
+
 def status() -> IndexStatus:
     """The index file, the index this worker serves, the last evaluation and rebuild."""
     path = index_path(current_app)
-    qna.check(current_app)  # a changed file starts loading here too
-    state: QnaState = current_app.extensions[qna.extension_key]
+    worker = served_here()
     facts, problem = None, None
     try:
         facts = index_facts(path)
@@ -220,7 +235,7 @@ def status() -> IndexStatus:
     return IndexStatus(
         file=facts,
         problem=problem,
-        worker=_loaded(state, path),
+        worker=worker,
         last_eval=last_eval(path),
         rebuild=rebuild_state(),
     )
@@ -252,11 +267,8 @@ def start_rebuild(actor: str, ip: str | None = None) -> RebuildState:
     run_id = secrets.token_hex(16)
     if not store.set_if_absent(AREA, LOCK, run_id, LOCK_TTL):
         running = rebuild_state()
-        since = ""
-        if running is not None and running.status in (QUEUED, RUNNING):
-            since = f" (started {running.queued_at:%Y-%m-%d %H:%M:%S} UTC by {running.actor})"
         raise Conflict(
-            f"an index rebuild is already running{since}; wait for it to finish",
+            "an index rebuild is already running; wait for it to finish",
             {"rebuild": running.model_dump(mode="json") if running else None},
         )
     state = RebuildState(id=run_id, status=QUEUED, actor=actor, queued_at=_now())
@@ -334,28 +346,76 @@ class _Run:
 
 
 def _rebuild(queued: RebuildState) -> None:
-    """The task: build the index file, then serve it in this worker at once (the others
-    notice the new file by themselves)."""
-    from berater.qna.cli import build_index_file
-
+    """The task: build the index file in a process of its own (berater/qna/rebuild.py), then
+    serve it in this worker at once (the others notice the new file by themselves)."""
     run = _Run(queued)
     started = time.monotonic()
     try:
         run.update(force=True, status=RUNNING, started_at=_now(), worker=os.getpid())
-        try:
-            path = build_index_file(echo=run.note, progress=run.progress)
-        except click.ClickException as exc:
-            run.fail(exc.format_message())
-            log.warning("Q&A rebuild failed: %s", exc.format_message())
+        result = _build_apart(run)
+        if result[0] != "done":
+            run.fail(result[1])
+            log.warning("Q&A rebuild failed: %s", result[1])
             return
-        except _Lost:
-            raise
-        except Exception as exc:  # the state must say so; the task pool logs the type only
-            run.fail(f"the rebuild failed ({type(exc).__name__})")
-            log.warning("Q&A rebuild failed: %s", type(exc).__name__)
-            return
+        path = Path(result[1])
         qna.load(current_app)
         run.update(release=True, status=DONE, finished_at=_now(), index=index_facts(path), phase="")
         log.info("Q&A index rebuilt in %.1f s", time.monotonic() - started)
     except _Lost:
         log.warning("Q&A rebuild stopped: its lock lapsed (another rebuild may run)")
+
+
+def _build_apart(run: _Run) -> tuple[str, str]:
+    """Run the build's process, passing its report and steps to `run` (which renews the lock
+    meanwhile, at least every HEARTBEAT seconds); ("done", path) or ("failed", message)."""
+    config = current_app.config
+    settings = {name: config.get(name) for name in rebuild.SETTINGS}
+    settings["QNA_INDEX"] = str(index_path(current_app))
+    # The build serves no metrics: it must not add files to the workers' metrics folder.
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "berater.qna.rebuild"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(json.dumps(settings).encode())
+        process.stdin.close()
+        result = _follow(process, process.stdout.fileno(), run)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    if result is None:
+        return "failed", f"the build process stopped (exit status {process.returncode})"
+    return result
+
+
+def _follow(process: subprocess.Popen[bytes], fd: int, run: _Run) -> tuple[str, str] | None:
+    """Read the build's report until its last line; None when it ended without one."""
+    deadline = time.monotonic() + LIMIT
+    pending = b""
+    while True:
+        if time.monotonic() > deadline:
+            return "failed", f"the build took longer than {LIMIT / 60:.0f} minutes and was stopped"
+        ready, _, _ = select.select([fd], [], [], HEARTBEAT)
+        if not ready:
+            run.update(force=True)  # a long silent step: the lock stays ours
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            kind, *values = json.loads(line)
+            if kind == "note":
+                run.note(values[0])
+            elif kind == "progress":
+                run.progress(*values)
+            else:
+                return str(kind), str(values[0])

@@ -4,10 +4,14 @@ background (one at a time across workers, its state in the store, its audit row)
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from flask import Flask
 
@@ -237,7 +241,7 @@ def test_a_second_rebuild_while_one_runs_is_a_conflict(index_app, make_app, serv
         with other_worker.app_context(), pytest.raises(Conflict) as refused:
             services.start_rebuild("o_other_admin")
     assert refused.value.status == 409
-    assert "already running" in refused.value.message and ADMIN in refused.value.message
+    assert refused.value.message == "an index rebuild is already running; wait for it to finish"
     assert refused.value.data["rebuild"]["id"] == first.id
     wait_for_tasks(index_app)
     with other_worker.app_context():
@@ -315,3 +319,29 @@ def test_a_full_background_queue_refuses_the_rebuild(make_app, served, tmp_path)
     assert state is not None and state.status == "failed" and "queue is full" in (state.error or "")
     assert rebuild(app).status == "queued"  # the lock was given back
     wait_for_tasks(app)
+
+
+def test_a_build_process_that_dies_fails_the_rebuild_and_nothing_else(index_app, served):
+    """The build runs in a process of its own: killed, it takes only itself down."""
+    before = served.read_bytes()
+    rebuild(index_app)
+    deadline = time.monotonic() + 30
+    builds: list[psutil.Process] = []
+    while not builds:
+        assert time.monotonic() < deadline, "no build process appeared"
+        builds = [
+            child
+            for child in psutil.Process().children()
+            if "berater.qna.rebuild" in " ".join(child.cmdline())
+        ]
+        time.sleep(0.01)
+    os.kill(builds[0].pid, signal.SIGKILL)
+    wait_for_tasks(index_app)
+    with index_app.app_context():
+        state = services.rebuild_state()
+        assert OLD_HOURS in qna.engine.search(QUESTION, k=1).hits[0].text
+    assert state is not None and state.status == "failed"
+    assert state.error == "the build process stopped (exit status -9)"
+    assert served.read_bytes() == before
+    assert rebuild(index_app).status == "queued"  # the lock was given back
+    wait_for_tasks(index_app)
