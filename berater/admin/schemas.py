@@ -53,7 +53,8 @@ class AuditEntryOut(BaseModel):
     at: str | None = None
     actor: str = Field(description='who: a subject, or "cli"')
     action: str = Field(
-        description="grant, revoke, user_create, user_reset, user_disable or user_enable"
+        description="grant, revoke, user_create, user_reset, user_disable, user_enable, "
+        "admission_import or nova_cancel"
     )
     target: str = Field(description="to whom: a subject or a username")
     role: str | None = None

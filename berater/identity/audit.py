@@ -1,4 +1,5 @@
-"""The audit trail of role grants and revocations and of password-account changes.
+"""The audit trail: role grants and revocations, password-account changes, admission-list
+imports from the console and nova cancellations by an admin.
 
 Rows are added inside the caller's transaction, so an audit row exists exactly when the
 change it describes was committed. Rows hold openids: they are listed to admins only and
@@ -15,7 +16,21 @@ from berater.models import AuditLog
 GRANT, REVOKE = "grant", "revoke"
 USER_CREATE, USER_RESET = "user_create", "user_reset"
 USER_DISABLE, USER_ENABLE = "user_disable", "user_enable"
-ACTIONS = frozenset({GRANT, REVOKE, USER_CREATE, USER_RESET, USER_DISABLE, USER_ENABLE})
+# An admission-list import from the console (target: its counts), a nova registration
+# cancelled by an admin (target: the student number).
+ADMISSION_IMPORT, NOVA_CANCEL = "admission_import", "nova_cancel"
+ACTIONS = frozenset(
+    {
+        GRANT,
+        REVOKE,
+        USER_CREATE,
+        USER_RESET,
+        USER_DISABLE,
+        USER_ENABLE,
+        ADMISSION_IMPORT,
+        NOVA_CANCEL,
+    }
+)
 CLI_ACTOR = "cli"
 MAX_PAGE_SIZE = 100
 
