@@ -25,6 +25,15 @@ from berater.errors import BadRequest, PayloadTooLarge
 from berater.http import ok
 
 PER_PAGE = 50
+LABELS = {
+    "checking": "正在检查文件 · Checking the file",
+    "checked": "检查完成，尚未写入 · Checked; nothing written yet",
+    "queued": "等待开始 · Waiting to start",
+    "running": "正在导入 · Importing",
+    "done": "导入完成 · Imported",
+    "failed": "失败 · Failed",
+    "discarded": "已放弃 · Discarded",
+}
 FORM_ROOM = 64 * 1024  # the multipart boundaries, headers and the CSRF field around the file
 
 
@@ -100,6 +109,7 @@ def admission_job(job: str) -> str:
         job=found,
         rejected=rejected,
         running=imports.current(),
+        labels=LABELS,
     )
 
 
@@ -114,6 +124,7 @@ def admission_job_state(job: str) -> Response:
         {
             "state": shown,
             "phase": phase,
+            "label": LABELS[phase],
             "done": found["rows_done"],
             "total": found["rows_total"],
             "error": found["error"],
