@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from berater.apps.nova import export, notify, services
 from berater.console import access, bp
@@ -80,7 +81,7 @@ def nova() -> str:
 
 @bp.post("/nova/cancel")
 @access.console_view(*NOVA)
-def nova_cancel() -> Response:
+def nova_cancel() -> WerkzeugResponse:
     """Cancel the active registration of a student number, then back to the same list."""
     stuid = request.form.get("stuid", "")
     who = access.staff()
