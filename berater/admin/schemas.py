@@ -53,8 +53,8 @@ class AuditEntryOut(BaseModel):
     at: str | None = None
     actor: str = Field(description='who: a subject, or "cli"')
     action: str = Field(
-        description="grant, revoke, user_create, user_reset, user_disable, user_enable or "
-        "qna_rebuild"
+        description="grant, revoke, user_create, user_reset, user_disable, user_enable, "
+        "admission_import, nova_cancel or qna_rebuild"
     )
     target: str = Field(description="to whom: a subject or a username")
     role: str | None = None

@@ -1,5 +1,5 @@
-"""The audit trail of role grants and revocations, of password-account changes and of the
-Q&A index's rebuilds.
+"""The audit trail: role grants and revocations, password-account changes, admission-list
+imports from the console, nova cancellations by an admin and rebuilds of the Q&A index.
 
 Rows are added inside the caller's transaction, so an audit row exists exactly when the
 change it describes was committed. Rows hold openids: they are listed to admins only and
@@ -16,9 +16,23 @@ from berater.models import AuditLog
 GRANT, REVOKE = "grant", "revoke"
 USER_CREATE, USER_RESET = "user_create", "user_reset"
 USER_DISABLE, USER_ENABLE = "user_disable", "user_enable"
-QNA_REBUILD = "qna_rebuild"  # the target is the index file's name
+# An admission-list import from the console (target: its counts), a nova registration
+# cancelled by an admin (target: the student number), a rebuild of the Q&A index (target:
+# the index file's name).
+ADMISSION_IMPORT, NOVA_CANCEL = "admission_import", "nova_cancel"
+QNA_REBUILD = "qna_rebuild"
 ACTIONS = frozenset(
-    {GRANT, REVOKE, USER_CREATE, USER_RESET, USER_DISABLE, USER_ENABLE, QNA_REBUILD}
+    {
+        GRANT,
+        REVOKE,
+        USER_CREATE,
+        USER_RESET,
+        USER_DISABLE,
+        USER_ENABLE,
+        ADMISSION_IMPORT,
+        NOVA_CANCEL,
+        QNA_REBUILD,
+    }
 )
 CLI_ACTOR = "cli"
 MAX_PAGE_SIZE = 100
