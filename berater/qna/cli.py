@@ -424,6 +424,8 @@ def eval_command(
     if mode != "lexical" and not _embed(engine):
         raise click.ClickException(f"mode {mode} needs a BERT server (BERT_HOST)")
     faq_shown = ids.shown(faq_path) if faq_path else "none"
+    # Imported here: the console's build process (berater/qna/rebuild.py) imports this module
+    # and needs none of what the services import.
     from berater.qna.services import eval_figures
 
     measured = partial(
@@ -433,7 +435,8 @@ def eval_command(
         corpus=str(corpus or config["QNA_CORPUS"]),
     )
     if cv:
-        held_out = _cross_validate(engine, asked, cv, faq_shown)
+        held_out: list[Metrics] = []
+        _cross_validate(engine, asked, cv, faq_shown, held_out)
         _save_eval(measured(held_out, cv_folds=cv))
         return
     try:
@@ -468,15 +471,18 @@ def _save_eval(figures: EvalFigures) -> None:
     click.echo(f"figures saved for the console: {ids.shown(path)}")
 
 
-def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> list[Metrics]:
-    """Print each fold and the mean, with the FAQ and without; the held-out figures of the
-    first (with the FAQ when there is one)."""
-    kept: list[Metrics] = []
+def _cross_validate(
+    engine: Engine, asked: list, k: int, faq_shown: str, held_out: list[Metrics]
+) -> None:
+    """Print each fold and the mean, with the FAQ and without; the folds' held-out figures of
+    the first pass (with the FAQ when there is one) go to `held_out`."""
     for use_faq in (True, False) if len(engine.index.faq) else (False,):
         try:
             folds, overall = cross_validate(engine, asked, k, use_faq)
         except CorpusError as exc:
             raise click.ClickException(str(exc)) from None
+        if not held_out:
+            held_out.extend(part.held_out for part in folds)
         label = f"with the FAQ ({faq_shown})" if use_faq else "without the FAQ"
         click.echo(f"cross-validation over chapters, {k} folds, {label}:")
         for part in folds:
@@ -498,8 +504,6 @@ def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> list
             f"  chosen the same way on every question: ngram {overall.ngram_weight}, heading "
             f"{overall.heading_weight}, threshold {overall.threshold}"
         )
-        kept = kept or [part.held_out for part in folds]
-    return kept
 
 
 @qna_cli.command("ask")
