@@ -321,6 +321,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TOKEN_TTL", integer(1, 86400), 3600, "token lifetime, seconds"),
     Setting("TOKEN_MAX_AGE", integer(1, 365 * 86400), 7 * 86400,
             "seconds after sign-in until which a token may be refreshed"),
+    Setting("CONSOLE_IDLE_SECONDS", integer(1, 86400), 1800,
+            "an idle console session (/admin/) ends after this long, seconds"),
     Setting("REVOCATION_SYNC", real(0, 60), 1.0,
             "seconds a worker may trust its copy of the revocation list"),
     Setting("APP_TOKENS", pairs, {}, "partner app secrets, name=secret",
