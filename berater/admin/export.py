@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+from flask import Response
 
 from berater.models import AuditLog
 
@@ -36,3 +38,14 @@ def audit_csv(rows: Sequence[AuditLog]) -> bytes:
         )
         writer.writerow([defuse(cell) for cell in cells])
     return out.getvalue().encode("utf-8-sig")
+
+
+def audit_download(body: bytes, exported: int, total: int) -> Response:
+    """The CSV file as a download named by today's date: `X-Total-Count` says how many rows
+    the filter kept, `X-Exported-Count` how many are in the file."""
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="audit-{day}.csv"'
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Exported-Count"] = str(exported)
+    return response

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Response, request
 from spectree import Response as Resp
 
-from berater.admin import bp, invites, services
+from berater.admin import bp, export, invites, services
 from berater.admin.schemas import (
     AuditFilterQuery,
     AuditOut,
@@ -90,17 +88,7 @@ def export_audit() -> Response:
     `X-Total-Count` says how many the filter keeps, `X-Exported-Count` how many are in the
     file."""
     body, exported, total = services.audit_csv(query_args(AuditFilterQuery).to_filter())
-    return audit_download(body, exported, total)
-
-
-def audit_download(body: bytes, exported: int, total: int) -> Response:
-    """The CSV file as a download named by today's date (also for the console)."""
-    day = datetime.now(UTC).strftime("%Y%m%d")
-    response = Response(body, mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="audit-{day}.csv"'
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["X-Exported-Count"] = str(exported)
-    return response
+    return export.audit_download(body, exported, total)
 
 
 @bp.get("/invitations")
