@@ -401,6 +401,9 @@ SETTINGS: tuple[Setting, ...] = (
             "highest exam score a candidate may enter"),
     Setting("CANDIDATE_SUBJECTS", items, ["物理类", "历史类", "理科", "文科", "综合改革"],
             "the subjects a candidate may choose"),
+    # --- the admission list ---
+    Setting("ADMISSION_UPLOAD_MAX", integer(1024 * 1024, 512 * 1024 * 1024), 32 * 1024 * 1024,
+            "largest admission-list file the console accepts, bytes (larger: 413)"),
     # --- apps ---
     Setting("FACE_SEE_ID_CARDS", boolean, False, "the face app sees whole ID card numbers"),
     Setting("FACE_ROWS_PER_HOUR", integer(1, 100_000), 1000,

@@ -100,7 +100,10 @@ class AuditEntryOut(BaseModel):
     at: str | None = None
     actor: str = Field(description='who: a subject, or "cli"')
     action: str = Field(description=", ".join(audit.ACTION_ORDER))
-    target: str = Field(description="to whom: a subject, a username or invite:<digest start>")
+    target: str = Field(
+        description="to whom: a subject, a username, invite:<digest start>, a student number "
+        "(nova_cancel) or an import's counts (admission_import)"
+    )
     role: str | None = None
     ip: str | None = None
 

@@ -35,6 +35,8 @@ ACTION_LABELS = {
     audit.USER_RESET: "重置密码 · password reset",
     audit.USER_DISABLE: "停用账号 · account disabled",
     audit.USER_ENABLE: "启用账号 · account enabled",
+    audit.ADMISSION_IMPORT: "导入录取名单 · admission list imported",
+    audit.NOVA_CANCEL: "取消社团报名 · club registration cancelled",
 }
 
 
@@ -150,5 +152,6 @@ def _page(query: Query) -> tuple[str, int]:
         role_name=roles.display_name,
         local_time=local_time,
         max_export=services.MAX_EXPORT,
+        filterable=SUBJECT.fullmatch,
     )
     return html, 400 if query.errors else 200

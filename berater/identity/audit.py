@@ -1,4 +1,5 @@
-"""The audit trail of role grants and revocations, invitation links and password accounts.
+"""The audit trail: role grants and revocations, invitation links, password-account changes,
+admission-list imports from the console and nova cancellations by an admin.
 
 Rows are added inside the caller's transaction, so an audit row exists exactly when the
 change it describes was committed. Rows hold openids: they are listed to admins only and
@@ -21,6 +22,9 @@ GRANT, REVOKE = "grant", "revoke"
 USER_CREATE, USER_RESET = "user_create", "user_reset"
 USER_DISABLE, USER_ENABLE = "user_disable", "user_enable"
 INVITE_CREATE, INVITE_CANCEL = "invite_create", "invite_cancel"
+# An admission-list import from the console (target: its counts), a nova registration
+# cancelled by an admin (target: the student number).
+ADMISSION_IMPORT, NOVA_CANCEL = "admission_import", "nova_cancel"
 # In the order a page lists them.
 ACTION_ORDER = (
     GRANT,
@@ -31,6 +35,8 @@ ACTION_ORDER = (
     USER_RESET,
     USER_DISABLE,
     USER_ENABLE,
+    ADMISSION_IMPORT,
+    NOVA_CANCEL,
 )
 ACTIONS = frozenset(ACTION_ORDER)
 CLI_ACTOR = "cli"

@@ -397,3 +397,20 @@ def test_the_password_is_never_in_a_page_or_the_log(app, live_server, office, lo
         assert GOOD not in get(office, f"{live_server}/admin/{path}").text
     assert not any(GOOD in r.getMessage() for r in log_records)
     assert PASSWORD not in get(office, f"{live_server}/admin/accounts").text
+
+
+def test_rows_of_other_sections_are_listed_and_only_names_are_filter_links(
+    app, live_server, office
+):
+    with app.app_context():
+        audit.record("user:office", audit.ADMISSION_IMPORT, "inserted=3 updated=1 rejected=2")
+        audit.record("user:office", audit.NOVA_CANCEL, "2026123456")
+        db.session.commit()
+    page = get(office, f"{live_server}/admin/audit")
+    assert page.status_code == 200
+    assert "admission list imported" in page.text and "club registration cancelled" in page.text
+    assert "inserted=3 updated=1 rejected=2</code>" in page.text
+    assert "target=inserted" not in page.text  # a text with spaces is no filter
+    assert "/admin/audit?target=2026123456" in page.text
+    only = get(office, f"{live_server}/admin/audit?action=nova_cancel")
+    assert element_text(only.text, "total") == "1"
