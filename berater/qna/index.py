@@ -48,9 +48,9 @@ K1, B = 1.2, 0.75
 SENTENCE_B = 0.0  # sentences are short: their length does not discount a match
 NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, README)
 HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
-SENTENCE_WEIGHT = 0.25  # the best sentence's weight beside the text's (1)
-KIND_WEIGHT = 1.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
-COVERAGE_WEIGHT = 2.0  # scores are multiplied by the share of the question's terms known
+SENTENCE_WEIGHT = 0.5  # the best sentence's weight beside the text's (1)
+KIND_WEIGHT = 2.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
+COVERAGE_WEIGHT = 1.5  # scores are multiplied by the share of the question's terms known
 SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
 

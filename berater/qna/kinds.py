@@ -33,7 +33,8 @@ KINDS: dict[str, tuple[str, str]] = {
     ),
     "count": (
         "多少|几[个门次本册天周年分人项份]|上限|最多|至少|最少",
-        rf"{_NUMBER}+",
+        # A number with what it counts (一并 and 统一 count nothing), or a share.
+        rf"\d|{_NUMBER}+\s*(?:个|门|次|本|册|天|周|年|月|分|人|名|项|份|元|小时|间|张|倍)|百分之",
     ),
     "place": (
         "哪里|在哪|哪儿|什么地方|地点|去哪",
