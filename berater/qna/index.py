@@ -228,8 +228,18 @@ class Sentences:
         `kind_weight`)."""
         scores = self.postings.scores_of(ids, possible)
         if asked and kind_weight:
-            scores = scores * np.where(self.kinds & asked, 1.0, 1.0 / (1.0 + kind_weight))
+            scores *= self._factors(asked, kind_weight)
         return np.maximum.reduceat(scores, self.starts)
+
+    def _factors(self, asked: int, kind_weight: float) -> np.ndarray:
+        """Per sentence: 1 where it holds a kind of `asked`, else 1 / (1 + `kind_weight`);
+        kept per pair (there are at most 64 masks)."""
+        cache = self.__dict__.setdefault("_factor_cache", {})
+        found = cache.get((asked, kind_weight))
+        if found is None:
+            found = np.where(self.kinds & asked, 1.0, 1.0 / (1.0 + kind_weight))
+            cache[(asked, kind_weight)] = found
+        return found
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
