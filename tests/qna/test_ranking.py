@@ -10,7 +10,7 @@ import pytest
 
 from berater.qna import faq, kinds, segment
 from berater.qna.corpus import load
-from berater.qna.engine import Engine
+from berater.qna.engine import Engine, Thresholds
 from berater.qna.index import Index
 from berater.qna.normalise import Synonyms
 
@@ -131,3 +131,21 @@ def test_a_question_the_handbook_has_no_words_for_is_declined(demo, question):
 def test_a_terse_question_about_the_handbook_is_answered(demo, question, expected):
     result = demo.search(question)
     assert result.answered and result.hits[0].id == expected
+
+
+def test_the_best_sentence_shown_holds_the_kind_of_fact_asked_for(tmp_path):
+    path = tmp_path / "h.txt"
+    path.write_text(
+        "# 第一章 宿舍\n住宿费按学年收取，在开学时与学费一并缴纳。"
+        "住宿费标准为每人每学年一千二百元。\n",
+        encoding="utf-8",
+    )
+    paragraphs = load(path)
+    question = "住宿费要交多少钱"
+    plain = Engine(Index.build(paragraphs, kind_weight=0.0), thresholds=Thresholds(lexical=0.0))
+    assert (
+        plain.search(question, k=1).hits[0].highlight
+        == "住宿费按学年收取，在开学时与学费一并缴纳。"
+    )
+    engine = Engine(Index.build(paragraphs), thresholds=Thresholds(lexical=0.0))
+    assert engine.search(question, k=1).hits[0].highlight == "住宿费标准为每人每学年一千二百元。"
