@@ -14,7 +14,7 @@ A paragraph is also scored by its best sentence: the same characters and bigrams
 the paragraph's idf, over each sentence alone (without length normalisation), so that a
 question whose words meet in one sentence prefers that paragraph to a neighbour that holds
 them spread out. A sentence that holds the kind of fact the question asks for (an amount,
-a date, a place: `kinds`) counts in full, another 1 / (1 + kind weight) of its score.
+a date, a place: `kinds`) counts in full, any other 1 / (1 + kind weight) of its score.
 
 Last, every score of a question is multiplied by its coverage, the share of the question's
 distinct characters and bigrams that occur anywhere in the handbook, raised to the coverage
