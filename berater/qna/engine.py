@@ -211,9 +211,7 @@ class Engine:
             highlight=self.highlight(p.text, grams) if grams is not None else "",
         )
 
-    def highlight(
-        self, text: str, weights: Mapping[str, float] | _Weights, asked: int = 0
-    ) -> str:
+    def highlight(self, text: str, weights: Mapping[str, float] | _Weights, asked: int = 0) -> str:
         """The sentence of `text` whose question grams (and synonyms) weigh most (`weights`:
         each one's idf), with the next one when it is short. With the kinds of fact the
         question asks for (`asked`; a `_Weights` knows them), a sentence holding none of
