@@ -22,11 +22,8 @@ from berater.qna.corpus import CorpusError, Paragraph, load
 from berater.qna.engine import MODES, Engine, Thresholds
 from berater.qna.evaluate import cross_validate, evaluate, load_questions, mean
 from berater.qna.index import (
-    COVERAGE_WEIGHT,
     HEADING_WEIGHT,
-    KIND_WEIGHT,
     NGRAM_WEIGHT,
-    SENTENCE_WEIGHT,
     Index,
     IndexUnavailable,
     current_format,
@@ -78,10 +75,7 @@ def _build(
     heading_weight: float = HEADING_WEIGHT,
     synonyms: Synonyms = NO_SYNONYMS,
     faq: faq_file.Faq | None = None,
-    **weights: float,
 ) -> Index:
-    """The index of `paragraphs`; `weights`: the sentence's, kinds' and coverage's, when
-    not the defaults."""
     with tqdm(total=len(paragraphs), desc="segmenting", unit="para", file=sys.stderr) as bar:
         return Index.build(
             paragraphs,
@@ -91,7 +85,6 @@ def _build(
             synonyms=synonyms,
             faq=faq,
             progress=bar.update,
-            **weights,
         )
 
 
@@ -218,7 +211,6 @@ def build_index_file(
     questions: Sequence[str] = (),
     strict: bool = False,
     accept: bool = False,
-    weights: dict[str, float] | None = None,
 ) -> Path:
     """Build the current app's index file from the corpus, check the ids the FAQ and question
     files name against the earlier index, and print a summary; the index file's path.
@@ -226,8 +218,7 @@ def build_index_file(
     The earlier index is `previous`, else the last reviewed edition (kept beside the index
     while references to changed ids wait for a review), else the index being replaced. With
     `strict`, a reference to review is an error and nothing is written; with `accept`, the
-    references are taken as reviewed. `weights`: the sentence's, kinds' and coverage's
-    (`Index.build`'s keywords), when not the defaults."""
+    references are taken as reviewed."""
     started = time.perf_counter()
     paragraphs = _load_corpus(corpus)
     target = Path(out) if out else index_path(current_app)
@@ -259,13 +250,7 @@ def build_index_file(
     synonyms = _synonyms()
     _report_synonyms(synonyms, paragraphs)
     index = _build(
-        paragraphs,
-        _userdict(userdict),
-        ngram_weight,
-        heading_weight,
-        synonyms,
-        _faq(faq),
-        **(weights or {}),
+        paragraphs, _userdict(userdict), ngram_weight, heading_weight, synonyms, _faq(faq)
     )
     engine = Engine(index, encoder_from_config(current_app.config))
     embedded = _embed(engine)
@@ -297,13 +282,6 @@ def build_index_file(
 @click.option(
     "--heading-weight", default=HEADING_WEIGHT, show_default=True, type=click.FloatRange(0, 5)
 )
-@click.option(
-    "--sentence-weight", default=SENTENCE_WEIGHT, show_default=True, type=click.FloatRange(0, 5)
-)
-@click.option("--kind-weight", default=KIND_WEIGHT, show_default=True, type=click.FloatRange(0, 10))
-@click.option(
-    "--coverage-weight", default=COVERAGE_WEIGHT, show_default=True, type=click.FloatRange(0, 10)
-)
 @click.option("--if-missing", is_flag=True, help="do nothing when an index of this version exists")
 @click.option("--previous", type=click.Path(exists=True, dir_okay=False), help="earlier index")
 @click.option("--questions", multiple=True, help="question files to check (default QNA_QUESTIONS)")
@@ -315,9 +293,6 @@ def build_command(
     out: str | None,
     ngram_weight: float,
     heading_weight: float,
-    sentence_weight: float,
-    kind_weight: float,
-    coverage_weight: float,
     if_missing: bool,
     previous: str | None,
     questions: tuple[str, ...],
@@ -339,11 +314,6 @@ def build_command(
         questions=questions,
         strict=strict,
         accept=accept,
-        weights={
-            "sentence_weight": sentence_weight,
-            "kind_weight": kind_weight,
-            "coverage_weight": coverage_weight,
-        },
     )
 
 

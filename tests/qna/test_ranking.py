@@ -11,10 +11,8 @@ import pytest
 from berater.qna import faq, kinds, segment
 from berater.qna.corpus import load
 from berater.qna.engine import Engine, Thresholds
-from berater.qna.index import COVERAGE_WEIGHT, KIND_WEIGHT, SENTENCE_WEIGHT, Index
+from berater.qna.index import Index
 from berater.qna.normalise import Synonyms
-from tests.conftest import HANDBOOK
-from tests.qna.test_cli import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,17 +149,3 @@ def test_the_best_sentence_shown_holds_the_kind_of_fact_asked_for(tmp_path):
     )
     engine = Engine(Index.build(paragraphs), thresholds=Thresholds(lexical=0.0))
     assert engine.search(question, k=1).hits[0].highlight == "住宿费标准为每人每学年一千二百元。"
-
-
-def test_build_takes_the_weights_eval_chooses(make_app, tmp_path):
-    out = tmp_path / "i.npz"
-    args = ["build", "--corpus", str(HANDBOOK), "--out", str(out)]
-    weights = ["--sentence-weight", "0.25", "--kind-weight", "1", "--coverage-weight", "0"]
-    result = invoke(make_app(), *args, *weights)
-    assert result.exit_code == 0, result.output
-    index = Index.load(out)
-    assert (index.sentence_weight, index.kind_weight, index.coverage_weight) == (0.25, 1.0, 0.0)
-    assert invoke(make_app(), *args).exit_code == 0
-    index = Index.load(out)
-    defaults = (SENTENCE_WEIGHT, KIND_WEIGHT, COVERAGE_WEIGHT)
-    assert (index.sentence_weight, index.kind_weight, index.coverage_weight) == defaults
