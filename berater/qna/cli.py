@@ -488,9 +488,8 @@ def _cross_validate(
         for part in folds:
             held = part.held_out
             click.echo(
-                f"  fold {part.number} ({', '.join(part.chapters)}): chosen ngram "
-                f"{part.ngram_weight}, heading {part.heading_weight}, threshold "
-                f"{part.threshold}; held out {held.questions} answerable, "
+                f"  fold {part.number} ({', '.join(part.chapters)}): chosen "
+                f"{part.choice.describe()}; held out {held.questions} answerable, "
                 f"{held.unanswerable} unanswerable: {held.short()}"
             )
         averaged = mean([part.held_out for part in folds])
@@ -500,10 +499,7 @@ def _cross_validate(
             f"when answered {averaged['right_when_answered']:.3f}, declined "
             f"{averaged['declined']:.3f}"
         )
-        click.echo(
-            f"  chosen the same way on every question: ngram {overall.ngram_weight}, heading "
-            f"{overall.heading_weight}, threshold {overall.threshold}"
-        )
+        click.echo(f"  chosen the same way on every question: {overall.describe()}")
 
 
 @qna_cli.command("ask")
