@@ -8,11 +8,11 @@ a forged line.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -229,8 +229,10 @@ def request_id() -> str:
 
 
 def new_request_id() -> str:
-    """32 random hex digits, as a uuid4's hex but without building a UUID."""
-    return os.urandom(16).hex()
+    """32 random hex digits. A request id only tells one request's lines from another's and
+    is no secret (a caller may choose its own), so it comes from `random`, without the
+    system call `os.urandom` makes; `random` is seeded anew in each forked worker."""
+    return getrandbits(128).to_bytes(16, "big").hex()
 
 
 def mask_path(app: Flask, pattern: re.Pattern[str], replacement: str) -> None:

@@ -138,3 +138,23 @@ def test_a_text_app_after_a_json_app_logs_text_again(make_app):
     ours = [h for h in logging.getLogger("berater").handlers if h.name == logs.HANDLER_NAME]
     assert len(ours) == 1
     assert type(ours[0].formatter) is SafeFormatter
+
+
+def test_forked_workers_make_different_request_ids():
+    """Request ids come from `random`, which each forked worker seeds anew: two workers
+    forked from one master never hand out the same sequence."""
+    ids = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: its first ids, then gone
+            os.close(read)
+            os.write(write, "".join(logs.new_request_id() for _ in range(4)).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as answer:
+            ids.append(answer.read().decode())
+        os.waitpid(pid, 0)
+    assert all(re.fullmatch(r"[0-9a-f]{128}", sequence) for sequence in ids)
+    assert ids[0] != ids[1]
+    assert logs.new_request_id() not in ids[0] + ids[1]
