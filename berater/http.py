@@ -5,8 +5,8 @@ through at the edge."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -253,6 +253,14 @@ def _depth(value: Any, level: int = 1) -> int:
 
 
 M = TypeVar("M", bound=BaseModel)
+ERRORS_ONLY = "acts_on_errors_only"
+
+
+def on_errors_only(hook: F) -> F:
+    """Mark a spectree `before` hook that does nothing when the request passed validation,
+    so that `Validation` calls it only for a failed one."""
+    setattr(hook, ERRORS_ONLY, True)
+    return hook
 
 
 def json_body(model: type[M]) -> M:
@@ -275,6 +283,13 @@ def query_args(model: type[M]) -> M:
     return value
 
 
+class Plan(NamedTuple):
+    """How `Validation` answers one view on its short path."""
+
+    call_before: bool  # the `before` hook does something for a request that passed
+    call_after: bool  # the `after` hook does something for an answer that passed
+
+
 class Validation(FlaskPlugin):
     """spectree's Flask plugin, doing only the work a request needs.
 
@@ -287,8 +302,9 @@ class Validation(FlaskPlugin):
     check's constant answer, or the identity of a token checked again, costs a look-up
     instead of a pass through pydantic, which costs tens of microseconds under load, when
     its code and tables are no longer in the CPU's caches. The hooks (`before`, `after`)
-    are called as spectree calls them, except spectree's own defaults when there is no error
-    for them to log.
+    are called as spectree calls them, except spectree's own defaults, and a `before` hook
+    marked `on_errors_only`, when there is no error for them to act on. What a view needs
+    is worked out on its first request (its `Plan`).
     Anything this does not cover (form, header or cookie models, request models taken as
     view arguments, skipped validation, a view that does not return a `Response`) and
     every failed response check go through spectree's own code.
@@ -296,7 +312,8 @@ class Validation(FlaskPlugin):
 
     def __init__(self, spectree: Any) -> None:
         super().__init__(spectree)
-        self._lean: dict[Any, bool] = {}  # per view function: does the short path apply?
+        # Per view function: None where spectree's own path is needed, else the short one's.
+        self._plans: dict[Any, Plan | None] = {}
         # Raises for an invalid body, which is therefore never remembered.
         self._check_body = functools.lru_cache(maxsize=VALID_BODIES)(self._validate_body)
 
@@ -320,10 +337,11 @@ class Validation(FlaskPlugin):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        lean = self._lean.get(func)
-        if lean is None:
-            lean = self._lean[func] = not self._needs_spectree(func, form, headers, cookies)
-        if not lean or skip_validation:
+        try:
+            plan = self._plans[func]
+        except KeyError:
+            plan = self._plans[func] = self._plan(func, form, headers, cookies, before, after)
+        if plan is None or skip_validation:
             return super().validate(
                 func,
                 query,
@@ -341,8 +359,8 @@ class Validation(FlaskPlugin):
                 **kwargs,
             )
         adapter = self.model_adapter
-        req = request._get_current_object()  # type: ignore[attr-defined]
         if query is not None or json is not None:  # else there is nothing to read
+            req = request._get_current_object()  # type: ignore[attr-defined]
             try:
                 self.request_validation(req, query, json, None, None, None)
             except adapter.validation_error as error:
@@ -350,14 +368,26 @@ class Validation(FlaskPlugin):
                 failed = make_response(errors, validation_error_status)
                 before(req, failed, error, None, adapter)
                 abort(failed)
-        if before is not default_before_handler:  # spectree's does nothing without an error
-            before(req, None, None, None, adapter)
+        if plan.call_before:
+            before(request._get_current_object(), None, None, None, adapter)  # type: ignore[attr-defined]
         response, response_error = self.validate_response(
             func(*args, **kwargs), resp, False, force_resp_serialize
         )
-        if after is not default_after_handler or response_error is not None:
-            after(req, response, response_error, None, adapter)
+        if plan.call_after or response_error is not None:
+            after(request._get_current_object(), response, response_error, None, adapter)  # type: ignore[attr-defined]
         return response
+
+    def _plan(
+        self, func: Any, form: Any, headers: Any, cookies: Any, before: Any, after: Any
+    ) -> Plan | None:
+        if self._needs_spectree(func, form, headers, cookies):
+            return None
+        # spectree's own hooks, and one marked `on_errors_only`, do nothing for a request
+        # that passed; their calls are left out.
+        call_before = before is not default_before_handler and not getattr(
+            before, ERRORS_ONLY, False
+        )
+        return Plan(call_before, after is not default_after_handler)
 
     def _needs_spectree(self, func: Any, form: Any, headers: Any, cookies: Any) -> bool:
         if form is not None or headers is not None or cookies is not None:
@@ -402,9 +432,9 @@ class Validation(FlaskPlugin):
         if not skip_validation and resp_model is not None:
             model = resp_model.find_model(resp.status_code)
         if model is not None:
-            chunks = resp.response  # `ok()` leaves the body as one bytes object in a list
+            chunks: Any = resp.response  # `ok()` leaves the body as one bytes object in a list
             one = type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes
-            body = cast(list[bytes], chunks)[0] if one else resp.get_data()
+            body = chunks[0] if one else resp.get_data()
             try:
                 if len(body) <= VALID_BODY_BYTES:
                     self._check_body(model, body)
