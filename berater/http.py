@@ -15,7 +15,6 @@ from flask import (
     Request,
     Response,
     abort,
-    current_app,
     jsonify,
     make_response,
     request,
@@ -33,6 +32,9 @@ from spectree.utils import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
@@ -142,51 +144,156 @@ def page_policy(csp: str) -> Callable[[F], F]:
     return mark
 
 
-def security_headers(app: Flask) -> Callable[[Response], Response]:
-    """The app's after-request hook that sets the security headers of every answer, errors
-    included, in one place:
+class Route(NamedTuple):
+    """What the pipeline needs of a matched URL rule, read once from its view's marks (a
+    view's marks do not change once the app serves requests)."""
+
+    rule: str  # its text, `/api/code/<code>`: the metrics' label, never the path
+    no_store: bool  # `no_store`: Cache-Control: no-store on every answer
+    page_policy: str | None  # `page_policy`: its pages' CSP, None for the pages' own
+    body_after_auth: bool  # `checks_body_after_auth`: the view checks the body itself
+    partner_methods: frozenset[str] | None  # CORS: the methods partner origins may use
+
+
+ROUTE_KEY = "berater.route"  # where the matched rule's Route waits in the WSGI environ
+
+
+class Routes:
+    """The Route of each URL rule of `app`, worked out on the rule's first request.
+    `partner_routes` maps a rule's text to the methods partner pages may call it with
+    (berater/cors.py)."""
+
+    def __init__(self, app: Flask, partner_routes: Mapping[str, frozenset[str]]) -> None:
+        self.views = app.view_functions
+        self.partner_routes = partner_routes
+        # Keyed by id(): werkzeug's rules are unhashable. The rule is kept beside its Route,
+        # so its id cannot be reused while the entry lives, and is compared all the same.
+        self._known: dict[int, tuple[Rule, Route]] = {}
+
+    def of(self, rule: Rule) -> Route:
+        known = self._known.get(id(rule))
+        if known is not None and known[0] is rule:
+            return known[1]
+        view = self.views.get(rule.endpoint)
+        route = Route(
+            rule.rule,
+            bool(getattr(view, NO_STORE, False)),
+            getattr(view, PAGE_POLICY, None),
+            bool(getattr(view, BODY_AFTER_AUTH, False)),
+            self.partner_routes.get(rule.rule),
+        )
+        self._known[id(rule)] = (rule, route)
+        return route
+
+
+def enter_route(req: Request, routes: Routes) -> Route | None:
+    """Leave the Route of the rule `req` matched in the WSGI environ, for the answer's
+    headers and the metrics (the app's `preprocess_request` does this first); None when no
+    rule matched."""
+    rule = req.url_rule
+    if rule is None:
+        return None
+    route = req.environ[ROUTE_KEY] = routes.of(rule)
+    return route
+
+
+def check_body_before_view(req: Request, route: Route | None) -> None:
+    """The JSON body check before any view (the app's `preprocess_request` does this before
+    the `before_request` hooks), except for a view that checks the body itself after the
+    token (see `checks_body_after_auth`). A request without a body-carrying method (GET,
+    HEAD, OPTIONS) costs one set look-up."""
+    if req.method in JSON_METHODS and (route is None or not route.body_after_auth):
+        check_json_body(req)
+
+
+class BeraterRequest(Request):
+    """Flask's request, whose `blueprints` (asked by Flask before the view, after it and at
+    the end of every request) is worked out once per endpoint instead of on each asking."""
+
+    @property
+    def blueprints(self) -> list[str]:
+        rule = self.url_rule
+        return [] if rule is None else _blueprints(rule.endpoint)
+
+
+@functools.cache
+def _blueprints(endpoint: str) -> list[str]:
+    """The names of an endpoint's blueprint and those around it, innermost first (Flask's
+    `Request.blueprints`; the list is shared, as Flask's own is, and never changed)."""
+    if "." not in endpoint:
+        return []
+    name = endpoint.rpartition(".")[0]
+    return [name, *_blueprints(name)] if "." in name else [name]
+
+
+Headers = list[tuple[str, str]]
+# The headers of a page that the edge sets itself, whatever the page had (lower-cased).
+PAGE_OWN = frozenset({"content-security-policy", "x-frame-options"})
+CorsHeaders = Callable[["WSGIEnvironment", frozenset[str], Headers, Collection[str]], None]
+
+
+class AnswerHeaders:
+    """The headers an answer gets from its route and its media type, added at the WSGI edge
+    (the request log calls this with the headers each answer starts with), so they are on
+    every answer, errors included, whoever built it:
 
     - `Cache-Control: no-store` on the answers of views marked `no_store`;
+    - on a partner route, `Vary: Origin` and, for an allowed origin, the CORS headers
+      (`cors`, given the app's SIGNIN_REDIRECT_HOSTS: berater/cors.py);
     - on every HTML page, whoever renders it: `Content-Security-Policy` (the view's
-      `page_policy`, else the pages' policy), `Referrer-Policy` (unless the view's blueprint
-      chose a stricter one) and `X-Frame-Options: DENY` for browsers without
-      `frame-ancestors`.
+      `page_policy`, else the pages' policy), `Referrer-Policy` (unless the page chose a
+      stricter one) and `X-Frame-Options: DENY` for browsers without `frame-ancestors`.
 
-    `EVERY_ANSWER` (nosniff) is added outside Flask. An envelope is JSON, so a health
-    check's answer costs a dictionary look-up here, and a token check's one header.
+    The route is the one Flask matched (`enter_route`); an answer without one (404, 405,
+    the Host check's 400) gets only the page headers, when it is a page. A JSON answer of a
+    route without marks costs a look-up in the environ and a pass over its few headers.
     """
-    views = app.view_functions
-    default_csp = page_csp(app.config["WECHAT_OAUTH_BASE"])
 
-    def set_headers(response: Response) -> Response:
-        headers = response.headers
-        view = views.get(request._get_current_object().endpoint)  # type: ignore[attr-defined]
-        if getattr(view, NO_STORE, False):
-            # add(), not set(): it does not scan the headers already there; a second
-            # Cache-Control would be harmless (a cache that sees no-store stores nothing).
-            headers.add("Cache-Control", "no-store")
-        if type(response) is not EnvelopeResponse and response.mimetype == "text/html":
-            headers["Content-Security-Policy"] = getattr(view, PAGE_POLICY, default_csp)
-            headers.setdefault("Referrer-Policy", PAGE_REFERRER_POLICY)
-            headers["X-Frame-Options"] = "DENY"
-        return response
+    def __init__(self, app: Flask, cors: CorsHeaders) -> None:
+        self.config = app.config
+        self.default_csp = page_csp(app.config["WECHAT_OAUTH_BASE"])
+        self.cors = cors
 
-    return set_headers
+    def __call__(self, environ: WSGIEnvironment, headers: Headers) -> None:
+        route: Route | None = environ.get(ROUTE_KEY)
+        if route is not None:
+            if route.no_store:
+                # A second Cache-Control would be harmless (a cache that sees no-store
+                # stores nothing), so the headers already there are not searched.
+                headers.append(("Cache-Control", "no-store"))
+            if route.partner_methods is not None:
+                hosts = self.config["SIGNIN_REDIRECT_HOSTS"]
+                self.cors(environ, route.partner_methods, headers, hosts)
+        for name, value in headers:  # werkzeug sends Content-Type first
+            if name == "Content-Type" or name.lower() == "content-type":
+                if is_html(value):
+                    policy = route.page_policy if route is not None else None
+                    page_headers(headers, policy or self.default_csp)
+                break
 
 
-def read_json_body() -> None:
-    """The app's before-request hook: check the JSON body before any view, except for a
-    view that checks it itself after the token (see `checks_body_after_auth`).
+def is_html(content_type: str) -> bool:
+    """Whether a Content-Type value names an HTML document."""
+    return content_type.partition(";")[0].strip().lower() == "text/html"
 
-    A request without a body-carrying method (GET, HEAD, OPTIONS) costs one comparison.
-    """
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    if req.method not in JSON_METHODS:
-        return
-    view = current_app.view_functions.get(req.endpoint) if req.endpoint else None
-    if getattr(view, BODY_AFTER_AUTH, False):
-        return
-    check_json_body(req)
+
+def page_headers(headers: Headers, policy: str) -> None:
+    """Make `headers` (a WSGI list, changed in place) a page's: `policy` as its
+    Content-Security-Policy, X-Frame-Options DENY, and the pages' Referrer-Policy unless it
+    has one of its own."""
+    referrer = False
+    kept = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in PAGE_OWN:
+            continue
+        referrer = referrer or lower == "referrer-policy"
+        kept.append((name, value))
+    if not referrer:
+        kept.append(("Referrer-Policy", PAGE_REFERRER_POLICY))
+    kept.append(("Content-Security-Policy", policy))
+    kept.append(("X-Frame-Options", "DENY"))
+    headers[:] = kept
 
 
 def checks_body_after_auth(view: F) -> F:
@@ -445,27 +552,6 @@ class Validation(FlaskPlugin):
                     resp, resp_model, skip_validation, force_resp_serialize
                 )
         return resp, None
-
-
-URL_RULE_KEY = "berater.url_rule"  # where RuledRequest leaves the matched rule's text
-
-
-class RuledRequest(Request):
-    """Flask's request, which also leaves the text of the URL rule it matched
-    (`/api/code/<code>`) in the WSGI environ, where the request log finds it for the metrics
-    after Flask has let go of the request."""
-
-    _url_rule: Rule | None = None
-
-    @property
-    def url_rule(self) -> Rule | None:
-        return self._url_rule
-
-    @url_rule.setter
-    def url_rule(self, rule: Rule | None) -> None:
-        self._url_rule = rule
-        if rule is not None:
-            self.environ[URL_RULE_KEY] = rule.rule
 
 
 class CookieSessions(SecureCookieSessionInterface):

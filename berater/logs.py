@@ -48,6 +48,8 @@ QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HANDLER_NAME = "berater.stderr"  # the handler `configure` gives the "berater" logger
 # Told of each answer: the WSGI environ, the status code ("200") and the seconds it took.
 Observer = Callable[["WSGIEnvironment", str, float], None]
+# Given each answer's WSGI environ and its headers, before they are sent: adds to them.
+AnswerHook = Callable[["WSGIEnvironment", list[tuple[str, str]]], None]
 
 
 def redact(text: str) -> str:
@@ -125,11 +127,15 @@ FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
 
 
 def configure(
-    app: Flask, headers: Iterable[tuple[str, str]] = (), observe: Observer | None = None
+    app: Flask,
+    headers: Iterable[tuple[str, str]] = (),
+    observe: Observer | None = None,
+    answer: AnswerHook | None = None,
 ) -> None:
     """Send berater's logs to stderr through the redacting formatter of LOG_FORMAT (text or
     JSON), at LOG_LEVEL; wrap the app in the request log, which sends `headers` with every
-    answer and tells `observe` of each one."""
+    answer, lets `answer` add the headers that depend on the request, and tells `observe`
+    of each answer."""
     logger = logging.getLogger("berater")
     handler = next((h for h in logger.handlers if h.name == HANDLER_NAME), None)
     if handler is None:
@@ -143,7 +149,12 @@ def configure(
     app.logger.propagate = False
 
     app.wsgi_app = RequestLog(  # type: ignore[method-assign]
-        app.wsgi_app, logging.getLogger("berater.request"), _masks(app), tuple(headers), observe
+        app.wsgi_app,
+        logging.getLogger("berater.request"),
+        _masks(app),
+        tuple(headers),
+        observe,
+        answer,
     )
 
 
@@ -152,8 +163,9 @@ class RequestLog:
 
     The id is the caller's X-Request-ID when it is a sound one, else 32 random hex digits;
     it is kept in the environ (`request_id()`) and sent back on every answer, with the fixed
-    `headers` (appended here, where they cost a list append instead of a pass through
-    werkzeug's header checks; also on answers given before Flask). The line says method,
+    `headers` and those `answer(environ, headers)` adds (appended here, where they cost a
+    list append instead of a pass through werkzeug's header checks; also on answers given
+    before Flask). The line says method,
     path (masked, see `mask_path`; never the query string), status, time and id, and is only
     built when the access logger is on. The same fields go with the record (its `http`
     attribute) for the JSON format. The health probes' lines (QUIET_PATHS) are DEBUG.
@@ -167,18 +179,21 @@ class RequestLog:
         masks: list[tuple[re.Pattern[str], str]],
         headers: tuple[tuple[str, str], ...] = (),
         observe: Observer | None = None,
+        answer: AnswerHook | None = None,
     ) -> None:
         self.app, self.access, self.masks = app, access, masks
-        self.headers, self.observe = headers, observe
+        self.headers, self.observe, self.answer = headers, observe, answer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and REQUEST_ID.match(incoming) else new_request_id()
         environ[REQUEST_ID_KEY] = request_id
         statuses: list[str] = []
-        always = self.headers
+        always, answer = self.headers, self.answer
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if answer is not None:
+                answer(environ, headers)
             headers.append(("X-Request-ID", request_id))
             headers.extend(always)
             statuses.append(status)

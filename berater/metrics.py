@@ -42,7 +42,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from berater.http import URL_RULE_KEY
+from berater.http import ROUTE_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -115,8 +115,9 @@ _requests: dict[tuple[str, str, str], Any] = {}
 def observe_request(environ: WSGIEnvironment, status: str, seconds: float) -> None:
     """Count one answered request under its URL rule (RequestLog calls this)."""
     method = environ.get("REQUEST_METHOD", "GET")
+    route = environ.get(ROUTE_KEY)
     key = (
-        environ.get(URL_RULE_KEY, UNMATCHED),
+        route.rule if route is not None else UNMATCHED,
         method if method in METHODS else "other",
         status,
     )

@@ -85,13 +85,16 @@ MAX_PAGE_URL = 1024
 WEB_SCHEMES = frozenset({"http", "https"})
 
 
-def partner_origin(origin: str) -> bool:
+def partner_origin(origin: str, hosts: Collection[str] | None = None) -> bool:
     """Whether `origin` (an Origin header: scheme, host and any port, nothing else) is a
-    partner page's: http or https on a host of SIGNIN_REDIRECT_HOSTS."""
+    partner page's: http or https on a host of `hosts`, by default the current app's
+    SIGNIN_REDIRECT_HOSTS."""
     parts = _web_url(origin)
     if parts is None or parts.path or parts.query or parts.fragment or origin.endswith("#"):
         return False
-    return parts.hostname in current_app.config["SIGNIN_REDIRECT_HOSTS"]
+    if hosts is None:
+        hosts = current_app.config["SIGNIN_REDIRECT_HOSTS"]
+    return parts.hostname in hosts
 
 
 def partner_page(url: str) -> bool:
