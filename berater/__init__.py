@@ -49,10 +49,11 @@ class Berater(Flask):
     """Flask, with a leaner path through every request:
 
     - `preprocess_request` does Flask's work (the URL value preprocessors, then the
-      `before_request` hooks) and, in between, what every request needs before its view:
-      the matched route into the environ (`http.enter_route`, first of all: for the
-      answer's headers and the metrics) and the JSON body check
-      (`http.check_body_before_view`);
+      `before_request` hooks of the app and of the endpoint's blueprints) from lists made
+      once per endpoint (hooks cannot be added once requests are served), and in between
+      what every request needs before its view: first of all the matched rule's
+      `http.Route` into the environ (for the answer's headers and the metrics), then the
+      JSON body check (`http.check_body_before_view`);
     - `ensure_sync`, which Flask asks before every call of a view or a hook, answers from
       what it found the first time for that function's code instead of inspecting it again
       (berater has no coroutine views or hooks; one would still be wrapped).
@@ -61,27 +62,45 @@ class Berater(Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain: dict[CodeType, bool] = {}  # one entry per def, not per closure
+        # Per endpoint (None: no rule matched): its URL value preprocessors and its
+        # before_request hooks (ready to call), in Flask's order.
+        self._hooks: dict[str | None, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
         from berater import cors, http  # not at the top: importing berater stays cheap
 
         self.request_class = http.BeraterRequest
         self.routes = http.Routes(self, cors.PARTNER_ROUTES)
-        self._enter_route = http.enter_route
+        self._route_key = http.ROUTE_KEY
         self._check_body = http.check_body_before_view
+        self._blueprints_of = http.blueprints_of
 
     def preprocess_request(self) -> Any:
         req = request._get_current_object()  # type: ignore[attr-defined]
-        route = self._enter_route(req, self.routes)
-        names = (None, *reversed(req.blueprints))
-        for name in names:
-            for url_func in self.url_value_preprocessors.get(name, ()):
-                url_func(req.endpoint, req.view_args)
+        rule = req.url_rule
+        route = endpoint = None
+        if rule is not None:
+            route = req.environ[self._route_key] = self.routes.of(rule)
+            endpoint = rule.endpoint
+        hooks = self._hooks.get(endpoint)
+        if hooks is None:
+            hooks = self._hooks[endpoint] = self._hooks_of(endpoint)
+        url_funcs, before_funcs = hooks
+        for url_func in url_funcs:
+            url_func(endpoint, req.view_args)
         self._check_body(req, route)
-        for name in names:
-            for before_func in self.before_request_funcs.get(name, ()):
-                answer = self.ensure_sync(before_func)()
-                if answer is not None:
-                    return answer
+        for before_func in before_funcs:
+            answer = before_func()
+            if answer is not None:
+                return answer
         return None
+
+    def _hooks_of(self, endpoint: str | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        blueprints = self._blueprints_of(endpoint) if endpoint else []
+        names = (None, *reversed(blueprints))  # the app's first, then outermost to innermost
+        url_funcs = tuple(f for name in names for f in self.url_value_preprocessors.get(name, ()))
+        before = tuple(
+            self.ensure_sync(f) for name in names for f in self.before_request_funcs.get(name, ())
+        )
+        return url_funcs, before
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         # A function's or a bound method's coroutine flag is its code's (what Flask checks).
@@ -152,7 +171,7 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
         app,
         http.EVERY_ANSWER,
         metrics.observe_request if app.config["METRICS"] else None,
-        http.AnswerHeaders(app, cors.add_headers),
+        http.answer_headers(app, cors.add_headers),
     )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))

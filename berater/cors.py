@@ -11,7 +11,7 @@ endpoints, so a cache never hands one origin's answer to another.
 
 flask-cors matches resources by path alone and adds its headers whatever the method, so a
 `POST /api/token` would get them too; here the matched rule and the method decide. The
-headers are added at the WSGI edge (`http.AnswerHeaders` calls `add_headers` for the
+headers are added at the WSGI edge (`http.answer_headers` calls `add_headers` for the
 answers of a partner route, error answers included).
 """
 

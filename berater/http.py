@@ -186,17 +186,6 @@ class Routes:
         return route
 
 
-def enter_route(req: Request, routes: Routes) -> Route | None:
-    """Leave the Route of the rule `req` matched in the WSGI environ, for the answer's
-    headers and the metrics (the app's `preprocess_request` does this first); None when no
-    rule matched."""
-    rule = req.url_rule
-    if rule is None:
-        return None
-    route = req.environ[ROUTE_KEY] = routes.of(rule)
-    return route
-
-
 def check_body_before_view(req: Request, route: Route | None) -> None:
     """The JSON body check before any view (the app's `preprocess_request` does this before
     the `before_request` hooks), except for a view that checks the body itself after the
@@ -213,29 +202,30 @@ class BeraterRequest(Request):
     @property
     def blueprints(self) -> list[str]:
         rule = self.url_rule
-        return [] if rule is None else _blueprints(rule.endpoint)
+        return [] if rule is None else blueprints_of(rule.endpoint)
 
 
 @functools.cache
-def _blueprints(endpoint: str) -> list[str]:
+def blueprints_of(endpoint: str) -> list[str]:
     """The names of an endpoint's blueprint and those around it, innermost first (Flask's
     `Request.blueprints`; the list is shared, as Flask's own is, and never changed)."""
     if "." not in endpoint:
         return []
     name = endpoint.rpartition(".")[0]
-    return [name, *_blueprints(name)] if "." in name else [name]
+    return [name, *blueprints_of(name)] if "." in name else [name]
 
 
 Headers = list[tuple[str, str]]
+JSON_TYPE = "application/json"  # most answers: known at once not to be a page
 # The headers of a page that the edge sets itself, whatever the page had (lower-cased).
 PAGE_OWN = frozenset({"content-security-policy", "x-frame-options"})
 CorsHeaders = Callable[["WSGIEnvironment", frozenset[str], Headers, Collection[str]], None]
 
 
-class AnswerHeaders:
+def answer_headers(app: Flask, cors: CorsHeaders) -> Callable[[WSGIEnvironment, Headers], None]:
     """The headers an answer gets from its route and its media type, added at the WSGI edge
-    (the request log calls this with the headers each answer starts with), so they are on
-    every answer, errors included, whoever built it:
+    (the request log calls the function made here with the headers each answer starts
+    with), so they are on every answer, errors included, whoever built it:
 
     - `Cache-Control: no-store` on the answers of views marked `no_store`;
     - on a partner route, `Vary: Origin` and, for an allowed origin, the CORS headers
@@ -244,17 +234,14 @@ class AnswerHeaders:
       `page_policy`, else the pages' policy), `Referrer-Policy` (unless the page chose a
       stricter one) and `X-Frame-Options: DENY` for browsers without `frame-ancestors`.
 
-    The route is the one Flask matched (`enter_route`); an answer without one (404, 405,
-    the Host check's 400) gets only the page headers, when it is a page. A JSON answer of a
-    route without marks costs a look-up in the environ and a pass over its few headers.
+    The route is the one Flask matched (`Routes`); an answer without one (404, 405, the
+    Host check's 400) gets only the page headers, when it is a page. A JSON answer of a
+    route without marks costs a look-up in the environ and a look at its first header.
     """
+    config = app.config
+    default_csp = page_csp(config["WECHAT_OAUTH_BASE"])
 
-    def __init__(self, app: Flask, cors: CorsHeaders) -> None:
-        self.config = app.config
-        self.default_csp = page_csp(app.config["WECHAT_OAUTH_BASE"])
-        self.cors = cors
-
-    def __call__(self, environ: WSGIEnvironment, headers: Headers) -> None:
+    def add(environ: WSGIEnvironment, headers: Headers) -> None:
         route: Route | None = environ.get(ROUTE_KEY)
         if route is not None:
             if route.no_store:
@@ -262,14 +249,15 @@ class AnswerHeaders:
                 # stores nothing), so the headers already there are not searched.
                 headers.append(("Cache-Control", "no-store"))
             if route.partner_methods is not None:
-                hosts = self.config["SIGNIN_REDIRECT_HOSTS"]
-                self.cors(environ, route.partner_methods, headers, hosts)
+                cors(environ, route.partner_methods, headers, config["SIGNIN_REDIRECT_HOSTS"])
         for name, value in headers:  # werkzeug sends Content-Type first
             if name == "Content-Type" or name.lower() == "content-type":
-                if is_html(value):
+                if not value.startswith(JSON_TYPE) and is_html(value):
                     policy = route.page_policy if route is not None else None
-                    page_headers(headers, policy or self.default_csp)
+                    page_headers(headers, policy or default_csp)
                 break
+
+    return add
 
 
 def is_html(content_type: str) -> bool:
@@ -395,6 +383,7 @@ class Plan(NamedTuple):
 
     call_before: bool  # the `before` hook does something for a request that passed
     call_after: bool  # the `after` hook does something for an answer that passed
+    models: dict[int, Any]  # the documented model of each status answered so far, or None
 
 
 class Validation(FlaskPlugin):
@@ -426,6 +415,27 @@ class Validation(FlaskPlugin):
 
     def _validate_body(self, model: Any, body: bytes) -> None:
         self.model_adapter.validate_json(model, body)
+
+    def _passes(self, plan: Plan, resp: Any, answer: Response) -> bool:
+        """What `validate_response` finds for an `ok()` answer, without its calls: True
+        when its status has no model, or its body is known valid for the model (and is then
+        remembered); False sends it through `validate_response`, which reports a failure."""
+        status = answer.status_code
+        model = plan.models.get(status, plan)
+        if model is plan:
+            model = plan.models[status] = resp.find_model(status)
+        if model is None:
+            return True
+        chunks = answer.response
+        if type(chunks) is not list or len(chunks) != 1 or type(chunks[0]) is not bytes:
+            return False
+        if len(chunks[0]) > VALID_BODY_BYTES:
+            return False
+        try:
+            self._check_body(model, chunks[0])
+        except self.model_adapter.validation_error:
+            return False
+        return True
 
     def validate(
         self,
@@ -477,9 +487,16 @@ class Validation(FlaskPlugin):
                 abort(failed)
         if plan.call_before:
             before(request._get_current_object(), None, None, None, adapter)  # type: ignore[attr-defined]
-        response, response_error = self.validate_response(
-            func(*args, **kwargs), resp, False, force_resp_serialize
-        )
+        answer = func(*args, **kwargs)
+        if (
+            type(answer) is EnvelopeResponse
+            and not plan.call_after
+            and not force_resp_serialize
+            and resp is not None
+            and self._passes(plan, resp, answer)
+        ):
+            return answer
+        response, response_error = self.validate_response(answer, resp, False, force_resp_serialize)
         if plan.call_after or response_error is not None:
             after(request._get_current_object(), response, response_error, None, adapter)  # type: ignore[attr-defined]
         return response
@@ -494,7 +511,7 @@ class Validation(FlaskPlugin):
         call_before = before is not default_before_handler and not getattr(
             before, ERRORS_ONLY, False
         )
-        return Plan(call_before, after is not default_after_handler)
+        return Plan(call_before, after is not default_after_handler, {})
 
     def _needs_spectree(self, func: Any, form: Any, headers: Any, cookies: Any) -> bool:
         if form is not None or headers is not None or cookies is not None:

@@ -1,4 +1,4 @@
-"""Security headers (berater/http.py, `AnswerHeaders`): no cache keeps an answer that
+"""Security headers (berater/http.py, `answer_headers`): no cache keeps an answer that
 carries a token or personal data, errors included; every page gets the Content-Security-
 Policy, whoever renders it, and runs only scripts and styles from berater/static; every
 answer says nosniff; the API docs are a setting."""
