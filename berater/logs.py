@@ -200,16 +200,18 @@ class RequestLog:
             return start_response(status, headers, exc_info)
 
         logging_on = self.access.isEnabledFor(logging.INFO)
-        if not logging_on and self.observe is None:
+        observe = self.observe
+        if not logging_on and observe is None:
             return self.app(environ, start)
         started = time.perf_counter()
         body = self.app(environ, start)
-        took = (time.perf_counter() - started) * 1000
-        status = statuses[-1].split(" ", 1)[0] if statuses else "-"
-        if self.observe is not None:
-            self.observe(environ, status, took / 1000)
+        seconds = time.perf_counter() - started
+        status = statuses[-1].partition(" ")[0] if statuses else "-"
+        if observe is not None:
+            observe(environ, status, seconds)
         if not logging_on:
             return body
+        took = seconds * 1000
         path = "/" + get_path_info(environ).lstrip("/")
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         if level == logging.DEBUG and not self.access.isEnabledFor(level):
