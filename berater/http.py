@@ -196,8 +196,8 @@ def check_body_before_view(req: Request, route: Route | None) -> None:
 
 
 class BeraterRequest(Request):
-    """Flask's request, whose `blueprints` (asked by Flask before the view, after it and at
-    the end of every request) is worked out once per endpoint instead of on each asking."""
+    """Flask's request, whose `blueprints` (asked by Flask after the view and at the end of
+    every request) is worked out once per endpoint instead of on each asking."""
 
     @property
     def blueprints(self) -> list[str]:
