@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, has_request_context, request
+from gunicorn import glogging
 from werkzeug.wsgi import get_path_info
 
 if TYPE_CHECKING:
@@ -262,6 +263,19 @@ def _masks(app: Flask) -> list[tuple[re.Pattern[str], str]]:
     """The app's path masks: one list, shared by `mask_path` and the request log."""
     masks: list[tuple[re.Pattern[str], str]] = app.extensions.setdefault("berater.logs", [])
     return masks
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger (gunicorn.conf.py's `logger_class`) without its access line.
+
+    The app logs each request itself, redacted and without the query string. gunicorn's
+    line stays off (gunicorn.access is kept below its level, `gunicorn_logconfig`), but
+    with a `logconfig_dict` gunicorn still built its fields for every request, the headers
+    and the whole environ among them, only to drop them: tens of microseconds a request.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 def gunicorn_logconfig(log_format: str = "text") -> dict[str, object]:
