@@ -27,6 +27,7 @@ FEATURES = (
     "berater.signin",
     "berater.pages",
     "berater.admin",
+    "berater.console",
     "berater.wechat",
     "berater.docs",
     "berater.apps.face",

@@ -88,6 +88,11 @@ class Gone(ApiError):
     message = "gone"
 
 
+class PayloadTooLarge(ApiError):
+    status = 413
+    message = "the request body is too large"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     message = "send the body as application/json"

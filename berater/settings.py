@@ -321,6 +321,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TOKEN_TTL", integer(1, 86400), 3600, "token lifetime, seconds"),
     Setting("TOKEN_MAX_AGE", integer(1, 365 * 86400), 7 * 86400,
             "seconds after sign-in until which a token may be refreshed"),
+    Setting("CONSOLE_IDLE_SECONDS", integer(1, 86400), 1800,
+            "an idle console session (/admin/) ends after this long, seconds"),
     Setting("REVOCATION_SYNC", real(0, 60), 1.0,
             "seconds a worker may trust its copy of the revocation list"),
     Setting("APP_TOKENS", pairs, {}, "partner app secrets, name=secret",
@@ -379,7 +381,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QNA_QUESTIONS", text, "",
             "question files whose paragraph ids `flask qna build` checks (comma-separated)",
             dev="data/qna/dev-questions.jsonl"),
-    Setting("QNA_MIN_SCORE", real(0, 1), 0.08, "lexical score below which there is no answer"),
+    Setting("QNA_MIN_SCORE", real(0, 1), 0.034, "lexical score below which there is no answer"),
     Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
     Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
     Setting("BERT_HOST", host, "", "the bert-serving server; empty: no BERT backend"),
@@ -399,6 +401,9 @@ SETTINGS: tuple[Setting, ...] = (
             "highest exam score a candidate may enter"),
     Setting("CANDIDATE_SUBJECTS", items, ["物理类", "历史类", "理科", "文科", "综合改革"],
             "the subjects a candidate may choose"),
+    # --- the admission list ---
+    Setting("ADMISSION_UPLOAD_MAX", integer(1024 * 1024, 512 * 1024 * 1024), 32 * 1024 * 1024,
+            "largest admission-list file the console accepts, bytes (larger: 413)"),
     # --- apps ---
     Setting("FACE_SEE_ID_CARDS", boolean, False, "the face app sees whole ID card numbers"),
     Setting("FACE_ROWS_PER_HOUR", integer(1, 100_000), 1000,

@@ -285,6 +285,37 @@ def test_the_body_limit_is_the_apps(
     assert upstream.paths() == ["/api/code"]  # only the one that fits
 
 
+def test_the_admission_upload_alone_takes_a_file_of_the_apps_limit(
+    proxy: NginxServer, site: Site, upstream: Upstream, browser: requests.Session
+) -> None:
+    """The console's upload location allows ADMISSION_UPLOAD_MAX's production default and
+    the multipart form around it; a body past its own limit is refused, and the larger limit
+    holds for that one path only."""
+    from berater.console.admission import FORM_ROOM
+
+    limit = default("ADMISSION_UPLOAD_MAX", "production") + FORM_ROOM
+    written = re.search(
+        r"location = /admin/admission/upload \{[^}]*client_max_body_size (\d+)m;",
+        NGINX_SITE.read_text(),
+    )
+    assert written, "no upload location with its own client_max_body_size"
+    allowed = int(written[1]) * 1024 * 1024
+    assert limit <= allowed <= limit + 2 * 1024 * 1024
+
+    fits = browser.post(f"{site.https}/admin/admission/upload", data=b"x" * limit, timeout=60)
+    assert fits.status_code == 200 and fits.json()["body_length"] == limit
+    refused = browser.post(
+        f"{site.https}/admin/admission/upload", data=b"x" * (allowed + 1), timeout=60
+    )
+    assert refused.status_code == 413
+    assert refused.json()["code"] == 413
+    small = default("MAX_CONTENT_LENGTH", "production")
+    for path in ("/admin/nova/cancel", "/admin/admission/upload/x", "/admin/admission"):
+        other = browser.post(f"{site.https}{path}", data=b"x" * (small + 1), timeout=TIMEOUT)
+        assert other.status_code == 413, path
+    assert upstream.paths() == ["/admin/admission/upload"]
+
+
 # --- timeouts and instances ---
 
 

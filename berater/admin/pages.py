@@ -126,7 +126,8 @@ def go_link(role: str) -> Response | str:
         return sign_in_first(url_for("admin.go_link", role=role))
     if invites.INVITER_ROLE not in who.roles:
         raise Forbidden("only an administrator may create invitation links")
-    seq, ttl = invites.create(who.subject, role)
+    with transaction():
+        seq, ttl = invites.create(who.subject, role, request.remote_addr)
     link = external_url("admin.preview", seq=seq)
     return render_template(
         "admin/link.html", link=link, role=role, role_name=roles.display_name(role), ttl=ttl

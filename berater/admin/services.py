@@ -6,18 +6,22 @@ an openid: holders and audit rows are returned to admins only.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from berater.admin import export
 from berater.db import db
 from berater.errors import BadRequest, Conflict, NotFound
 from berater.identity import accounts, audit, subjects
 from berater.identity.roles import GRANTABLE
 from berater.identity.subjects import ACCOUNT_PREFIX, account_subject
 from berater.models import AuditLog, AuthUser, Privilege
+
+MAX_EXPORT = 10_000  # audit rows in one CSV file
 
 
 def check_role(role: str) -> str:
@@ -61,15 +65,24 @@ def revoke(actor: str, role: str, subject: str, ip: str | None) -> dict[str, Any
 # -- audit ---------------------------------------------------------------------------------------
 
 
-def audit_page(page: int, per_page: int) -> dict[str, Any]:
-    """One page of the audit trail, newest first."""
-    rows, total = audit.entries(page, per_page)
+def audit_page(page: int, per_page: int, where: audit.Filter = audit.EVERYTHING) -> dict[str, Any]:
+    """One page of the audit rows `where` keeps, newest first."""
+    rows, total = audit.entries(page, per_page, where)
     return {
         "items": [_entry(row) for row in rows],
         "page": page,
         "per_page": per_page,
         "total": total,
     }
+
+
+def audit_csv(where: audit.Filter = audit.EVERYTHING) -> tuple[bytes, int, int]:
+    """The audit rows `where` keeps as a CSV file, newest first, at most MAX_EXPORT of them:
+    (the file, rows in it, rows kept in all). More than that is cut to the newest; the
+    caller says so, and a narrower filter gets the rest."""
+    _, total = audit.entries(1, 1, where)
+    rows = audit.newest(where, MAX_EXPORT)
+    return export.audit_csv(rows), len(rows), total
 
 
 def _entry(row: AuditLog) -> dict[str, Any]:
@@ -153,3 +166,8 @@ def _user(row: AuthUser, roles: list[str]) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "roles": roles,
     }
+
+
+def password_rules() -> dict[str, Any]:
+    """The rules a new password and username must follow, to show before the first try."""
+    return dataclasses.asdict(accounts.PASSWORD_RULES)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from flask import Response, request
 from spectree import Response as Resp
 
-from berater.admin import bp, invites, services
+from berater.admin import bp, export, invites, services
 from berater.admin.schemas import (
+    AuditFilterQuery,
     AuditOut,
     AuditQuery,
     HoldersOut,
     LinkOut,
     PasswordReset,
+    PasswordRulesOut,
+    PendingListOut,
+    PendingOut,
     RevokeOut,
     RevokeRequest,
     UserCreate,
@@ -35,7 +39,8 @@ ERRORS = errors(400, 401, 403, 404, 409, 415, 503)
 @spec.validate(resp=Resp(HTTP_200=Envelope[LinkOut], **ERRORS), tags=TAGS, security=BEARER)
 def create_link(role: str) -> Response:
     """A one-time link (30 min) that grants `role` to whoever opens it and confirms."""
-    seq, ttl = invites.create(current_identity.subject, role)
+    with transaction():
+        seq, ttl = invites.create(current_identity.subject, role, request.remote_addr)
     link = external_url("admin.preview", seq=seq)
     return ok({"link": link, "role": role, "seq_expires_in": ttl})
 
@@ -72,7 +77,45 @@ def revoke_role(role: str) -> Response:
 def list_audit() -> Response:
     """Grants, revocations and account changes, newest first (at most 100 a page)."""
     query = query_args(AuditQuery)
-    return ok(services.audit_page(query.page, query.per_page))
+    return ok(services.audit_page(query.page, query.per_page, query.to_filter()))
+
+
+@bp.get("/audit/export.csv")
+@token_required(ADMIN)
+@spec.validate(query=AuditFilterQuery, tags=TAGS, security=BEARER)
+def export_audit() -> Response:
+    """The rows the filter keeps as CSV (UTF-8 with BOM), newest first; at most 10,000:
+    `X-Total-Count` says how many the filter keeps, `X-Exported-Count` how many are in the
+    file."""
+    body, exported, total = services.audit_csv(query_args(AuditFilterQuery).to_filter())
+    return export.audit_download(body, exported, total)
+
+
+@bp.get("/invitations")
+@token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[PendingListOut], **ERRORS), tags=TAGS, security=BEARER)
+def pending_invitations() -> Response:
+    """Links not yet confirmed, cancelled or expired, newest first (never the links)."""
+    return ok({"invitations": [p.to_dict() for p in invites.pending()]})
+
+
+@bp.post("/invitations/<digest>/cancel")
+@token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[PendingOut], **ERRORS), tags=TAGS, security=BEARER)
+def cancel_invitation(digest: str) -> Response:
+    """Withdraw a pending link by its digest; opening it is then a 404. A link already used,
+    cancelled or expired: 404."""
+    with transaction():
+        cancelled = invites.cancel(current_identity.subject, digest, request.remote_addr)
+    return ok(cancelled.to_dict())
+
+
+@bp.get("/password-rules")
+@token_required(ADMIN)
+@spec.validate(resp=Resp(HTTP_200=Envelope[PasswordRulesOut], **ERRORS), tags=TAGS, security=BEARER)
+def password_rules() -> Response:
+    """What a new account's username and password must be, before the first try."""
+    return ok(services.password_rules())
 
 
 @bp.get("/users")

@@ -205,8 +205,13 @@ def import_command(file: Path, dry_run: bool, batch_size: int, strict: bool) -> 
 def _print_report(report: ImportReport) -> None:
     """One line per rejected row (the ID card masked), then the counts."""
     for rejection in report.rejected:
-        click.echo(f"line {rejection.line} [{_masked(rejection.id_card)}]: {rejection.reason}")
+        click.echo(rejection_line(rejection))
     click.echo(str(report.counts))
+
+
+def rejection_line(rejection: admission.Rejection) -> str:
+    """A rejected row as the report shows it: `line N [masked ID card]: reason`."""
+    return f"line {rejection.line} [{_masked(rejection.id_card)}]: {rejection.reason}"
 
 
 def _masked(id_card: str | None) -> str:

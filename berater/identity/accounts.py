@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,7 +19,8 @@ from berater.identity import revocation
 from berater.identity.subjects import account_subject
 from berater.models import AuthUser
 
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,63}$")
+USERNAME_MIN, USERNAME_MAX = 3, 64
+USERNAME = re.compile(rf"^[a-z0-9][a-z0-9_.-]{{{USERNAME_MIN - 1},{USERNAME_MAX - 1}}}$")
 MIN_PASSWORD, MAX_PASSWORD = 8, 128
 COMMON_PASSWORDS = PROJECT_ROOT / "data" / "common-passwords.txt"
 FAILED = "login-failed"
@@ -72,14 +74,31 @@ def normalise_username(username: str) -> str:
     name = username.strip().lower()
     if not USERNAME.match(name):
         raise BadRequest(
-            "a username is 3-64 characters: letters, digits, '_', '.', '-', "
-            "starting with a letter or digit"
+            f"a username is {USERNAME_MIN}-{USERNAME_MAX} characters: letters, digits, '_', '.', "
+            "'-', starting with a letter or digit"
         )
     return name
 
 
+@dataclass(frozen=True)
+class PasswordRules:
+    """The rules `check_password_rules` and `normalise_username` apply, for a page to show
+    before the first try."""
+
+    min_length: int = MIN_PASSWORD
+    max_length: int = MAX_PASSWORD
+    not_common: bool = True  # not in data/common-passwords.txt (case ignored)
+    not_username: bool = True  # does not contain the username (case ignored)
+    username_min: int = USERNAME_MIN
+    username_max: int = USERNAME_MAX
+    username_pattern: str = USERNAME.pattern  # lower-cased first; a letter or digit first
+
+
+PASSWORD_RULES = PasswordRules()
+
+
 def check_password_rules(password: str, username: str = "") -> None:
-    """Length 8-128, not a common password, not the username."""
+    """Length 8-128, not a common password, not the username (PASSWORD_RULES)."""
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise BadRequest(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
     lowered = password.lower()

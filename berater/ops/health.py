@@ -96,6 +96,6 @@ def store_state() -> str:
 def qna_state() -> str:
     if current_app.config["QNA_BACKEND"] == "placeholder":
         return NOT_USED
-    if current_app.extensions[qna.extension_key].engine is None:
-        return "index not loaded: run `flask --app run qna build`, then restart the workers"
+    if qna.current(current_app) is None:
+        return "index not loaded: run `flask --app run qna build`"
     return OK

@@ -5,6 +5,12 @@ jieba's dictionary, once per process: apps in one process share an unchanged fil
 Without an index file the service still starts; the Q&A endpoints then answer 503 and the
 webhook says the bot is getting ready.
 
+A new index file is served without a restart: a question looks at the file's modification
+time at most once a second (CHECK_EVERY; a clock read otherwise), and when it changed a task
+of the background pool loads the new file while the questions go on with the old index.
+The engine is then swapped in one assignment, so a question sees the old index or the new
+one, never a mix. A file that cannot be loaded leaves the old index serving, and is logged.
+
 QNA_BACKEND picks how the webhook answers: `lexical` (the index alone), `bert` or `hybrid`
 (both slow: they ask the BERT server, so the webhook answers through the customer-service
 API; when BERT is unavailable they answer from the index alone), or `placeholder` (no
@@ -14,7 +20,9 @@ answers).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -76,7 +84,9 @@ class HandbookBackend:
         self.slow = mode != "lexical"
 
     def answer(self, question: str) -> str | None:
-        engine = current_app.extensions["berater.qna"].engine
+        from berater.extensions import qna
+
+        engine = qna.current(current_app)
         question = question.strip()[:MAX_QUESTION]
         if engine is None or not question:
             return None
@@ -111,6 +121,16 @@ def index_path(app: Flask) -> Path:
     return index_file(app.config)
 
 
+def file_key(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of the file from the next (modification time, size, inode),
+    or None when there is no file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
 def load_index(path: Path) -> Index:
     """The index at `path`, read once per process while the file is unchanged."""
     try:
@@ -125,13 +145,26 @@ def load_index(path: Path) -> Index:
         return _cache[key]
 
 
+CHECK_EVERY = 1.0  # seconds between two looks at the index file, per app and process
+
+
 class QnaState:
-    """What the extension keeps per app."""
+    """What the extension keeps per app: the engine serving now, and the index file's version
+    it was loaded from."""
 
     def __init__(self, engine: Engine | None, backend: Backend, problem: str | None) -> None:
         self.engine = engine
         self.backend = backend
         self.problem = problem
+        self.path: Path | None = None
+        self.key: tuple[int, int, int] | None = None  # the file version last loaded or tried
+        self.loaded_key: tuple[int, int, int] | None = None  # the version the engine is from
+        self.failed: str | None = None  # why the last version tried is not served
+        self.loaded_at: float | None = None  # when this process loaded its index (time.time)
+        self.loaded_mtime: float | None = None  # the loaded file's modification time
+        self.checked = -math.inf  # time.monotonic() of the last look at the file
+        self.reloading = False  # a reload task is queued or running
+        self.lock = threading.Lock()  # guards `checked`, `reloading` and the swap
 
 
 class Qna(Extension[QnaState]):
@@ -150,28 +183,89 @@ class Qna(Extension[QnaState]):
             raise RuntimeError(f"QNA_BACKEND must be one of {', '.join(BACKENDS)}, not {name!r}")
         return QnaState(None, BACKENDS[name](), None)
 
-    def load(self, app: Flask) -> None:
-        """(Re)load the app's index file; without one, Q&A answers 503 until it is built."""
-        state: QnaState = app.extensions["berater.qna"]
+    def load(self, app: Flask) -> bool:
+        """(Re)load the app's index file now; without one, Q&A answers 503 until it is built.
+        A file that cannot be loaded while an index serves leaves that index serving. True
+        when the file's index serves now."""
+        state: QnaState = app.extensions[self.extension_key]
         path = index_path(app)
+        key = file_key(path)
         try:
             index = load_index(path)
-        except IndexUnavailable as exc:
-            state.engine, state.problem = None, str(exc)
-            log.warning("Q&A is off: %s", state.problem)
-            return
+        except Exception as exc:  # whatever the file holds, the old index keeps serving
+            problem = str(exc)
+            if not isinstance(exc, IndexUnavailable):  # a file of this format, but damaged
+                problem = f"{path} cannot be read as an index ({type(exc).__name__})"
+            with state.lock:
+                state.path, state.key = path, key  # tried again once the file changes
+                state.failed = problem
+                serving = state.engine is not None
+                if not serving:
+                    state.problem = problem
+            if serving:
+                log.warning("Q&A: the loaded index still serves; the new file: %s", problem)
+            else:
+                log.warning("Q&A is off: %s", problem)
+            return False
         segment.warm(words=index.ngram_weight < 1)  # characters alone need no jieba
-        thresholds = Thresholds.from_config(app.config)
-        state.engine = Engine(index, encoder_from_config(app.config), thresholds)
-        state.problem = None
+        old = state.engine
+        encoder = old.encoder if old is not None else encoder_from_config(app.config)
+        engine = Engine(index, encoder, Thresholds.from_config(app.config))
+        with state.lock:
+            state.engine, state.problem = engine, None  # the swap: one assignment
+            state.path, state.key, state.loaded_key, state.failed = path, key, key, None
+            state.loaded_at = time.time()
+            state.loaded_mtime = key[0] / 1e9 if key else None
+        if old is not None and old.index is not index:
+            log.info("Q&A: loaded the new index (%d paragraphs)", len(index))
+        return True
+
+    def check(self, app: Flask, force: bool = False) -> None:
+        """Look at the index file at most once every CHECK_EVERY seconds (`force`: now);
+        when it changed, load it in a background task. Cheap: a clock read between looks."""
+        state: QnaState = app.extensions[self.extension_key]
+        now = time.monotonic()
+        if not force and now - state.checked < CHECK_EVERY:
+            return
+        with state.lock:
+            if state.reloading or (not force and now - state.checked < CHECK_EVERY):
+                return
+            state.checked = now
+            path = state.path or index_path(app)
+            if file_key(path) == state.key:
+                return
+            state.reloading = True
+        from berater.ext.tasks import Tasks
+
+        real: Flask = getattr(app, "_get_current_object", lambda: app)()  # not a proxy
+        pool = real.extensions[Tasks.extension_key]
+        if not pool.submit(real, "qna.reload", self._reload, (real,), 0.0):
+            with state.lock:
+                state.reloading = False  # tried again at the next look
+
+    def _reload(self, app: Flask) -> None:
+        state: QnaState = app.extensions[self.extension_key]
+        try:
+            self.load(app)
+        finally:
+            with state.lock:
+                state.reloading = False
+
+    def current(self, app: Flask) -> Engine | None:
+        """The engine serving `app` now (None without an index), after a look at the file
+        when CHECK_EVERY has passed since the last."""
+        state: QnaState = app.extensions[self.extension_key]
+        if time.monotonic() - state.checked >= CHECK_EVERY:
+            self.check(app)
+        return state.engine
 
     @property
     def engine(self) -> Engine:
         """The current app's engine; 503 when its index is not built."""
-        state = self.state
-        if state.engine is None:
-            raise QnaUnavailable(state.problem)
-        return state.engine
+        engine = self.current(current_app)
+        if engine is None:
+            raise QnaUnavailable(self.state.problem)
+        return engine
 
     def answer(self, question: str) -> str | None:
         """The webhook's answer to `question`, or None when the bot is not ready."""

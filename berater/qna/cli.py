@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -20,7 +22,7 @@ from berater.qna.answers import index_path
 from berater.qna.bert import BertUnavailable, encoder_from_config
 from berater.qna.corpus import CorpusError, Paragraph, load
 from berater.qna.engine import MODES, Engine, Thresholds
-from berater.qna.evaluate import cross_validate, evaluate, load_questions, mean
+from berater.qna.evaluate import Metrics, cross_validate, evaluate, load_questions, mean
 from berater.qna.index import (
     HEADING_WEIGHT,
     NGRAM_WEIGHT,
@@ -31,7 +33,14 @@ from berater.qna.index import (
 )
 from berater.qna.normalise import NO_SYNONYMS, Synonyms, SynonymsError, fold
 
+if TYPE_CHECKING:
+    from berater.qna.schemas import EvalFigures
+
 qna_cli = AppGroup("qna", help="The handbook Q&A: build its index, evaluate it, ask it.")
+
+Echo = Callable[[str], object]  # where a build's report goes, one line at a time
+# progress(phase, done, total): a build's steps for a caller that shows them itself
+Progress = Callable[[str, int, int], None]
 
 
 def project_path(value: str | Path) -> Path:
@@ -75,8 +84,9 @@ def _build(
     heading_weight: float = HEADING_WEIGHT,
     synonyms: Synonyms = NO_SYNONYMS,
     faq: faq_file.Faq | None = None,
+    progress: Progress | None = None,
 ) -> Index:
-    with tqdm(total=len(paragraphs), desc="segmenting", unit="para", file=sys.stderr) as bar:
+    with _Steps("segmenting", len(paragraphs), progress) as steps:
         return Index.build(
             paragraphs,
             words,
@@ -84,34 +94,68 @@ def _build(
             heading_weight=heading_weight,
             synonyms=synonyms,
             faq=faq,
-            progress=bar.update,
+            progress=steps.add,
         )
 
 
-def _report_synonyms(synonyms: Synonyms, paragraphs: list[Paragraph]) -> None:
+class _Steps:
+    """A build step's count: a progress bar on standard error, or `progress(phase, done,
+    total)` when the caller shows it itself."""
+
+    def __init__(self, phase: str, total: int, progress: Progress | None) -> None:
+        self.phase, self.total, self.progress, self.done = phase, total, progress, 0
+        self.bar = None
+        if progress is None:
+            self.bar = tqdm(total=total, desc=phase, unit="para", file=sys.stderr)
+
+    def add(self, n: int) -> None:
+        self.to(self.done + n)
+
+    def to(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+        elif self.progress is not None:
+            self.progress(self.phase, done, self.total)
+        self.done = done
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _report_synonyms(
+    synonyms: Synonyms, paragraphs: list[Paragraph], echo: Echo = click.echo
+) -> None:
     if not synonyms.groups:
         return
     unmatched = synonyms.unmatched(fold(f"{p.section} {p.text}") for p in paragraphs)
-    click.echo(
+    echo(
         f"synonyms: {len(synonyms.groups)} groups, {len(unmatched)} matching nothing in the "
         "handbook"
     )
     for group in unmatched:
-        click.echo(f"  matches nothing: {' '.join(group)}")
+        echo(f"  matches nothing: {' '.join(group)}")
 
 
-def _embed(engine: Engine) -> bool:
+def _embed(engine: Engine, echo: Echo | None = None, progress: Progress | None = None) -> bool:
     """BERT vectors for the index's paragraphs when a BERT server answers; True if done."""
     if engine.encoder is None:
         return False
     paragraphs = len(engine.index)
     try:
-        with tqdm(total=paragraphs, desc="BERT", unit="para", file=sys.stderr) as bar:
+        with _Steps("BERT", paragraphs, progress) as steps:
             engine.index.vectors = engine.embed_paragraphs(
-                progress=lambda done, _total: bar.update(done - bar.n)
+                progress=lambda done, _total: steps.to(done)
             )
     except BertUnavailable as exc:
-        click.echo(f"BERT: no embeddings ({exc}); the index serves lexical search only", err=True)
+        message = f"BERT: no embeddings ({exc}); the index serves lexical search only"
+        if echo is None:
+            click.echo(message, err=True)
+        else:
+            echo(message)
         return False
     return True
 
@@ -150,13 +194,14 @@ def check_references(
     baseline: list[Paragraph] | None,
     faq: Path | None,
     questions: list[Path],
+    echo: Echo = click.echo,
 ) -> list[str]:
-    """Print what changed since `baseline` and every reference to a changed, gone or unknown
-    id; the problems, one line each (empty when every reference can be trusted)."""
+    """Print (`echo`) what changed since `baseline` and every reference to a changed, gone or
+    unknown id; the problems, one line each (empty when every reference can be trusted)."""
     faqs = [faq] if faq is not None and faq.is_file() else []
     found = [q for q in questions if q.is_file()]
     for missing in sorted(set(questions) - set(found)):
-        click.echo(f"questions file {ids.shown(missing)}: not found, not checked")
+        echo(f"questions file {ids.shown(missing)}: not found, not checked")
     try:
         refs = ids.references(faqs, found)
     except CorpusError as exc:
@@ -164,23 +209,23 @@ def check_references(
     known = {p.id for p in paragraphs}
     suspect: dict[str, ids.Change] = {}
     if baseline is None:
-        click.echo("ids: no earlier index to compare with")
+        echo("ids: no earlier index to compare with")
     else:
         comparison = ids.compare(baseline, paragraphs)
-        click.echo(
+        echo(
             f"ids against the earlier index: {comparison.kept} kept (same text or a small "
             f"edit), {len(comparison.changed)} changed, {len(comparison.gone)} gone, "
             f"{len(comparison.added)} new"
         )
         for change in comparison.changed:
             moved = f"; its old text is now {change.moved_to}" if change.moved_to else ""
-            click.echo(
+            echo(
                 f"  changed {change.id} (similarity {change.similarity:.2f}{moved})\n"
                 f"      was: {_short(change.old)}\n      now: {_short(change.now)}"
             )
         for change in comparison.gone:
             moved = f"its text is now {change.moved_to}" if change.moved_to else "no match"
-            click.echo(f"  gone {change.id} ({moved}): {_short(change.old)}")
+            echo(f"  gone {change.id} ({moved}): {_short(change.old)}")
         suspect = comparison.suspect
     problems = []
     for ref in refs:
@@ -192,11 +237,11 @@ def check_references(
         elif ref.id not in known:
             problems.append(f"{ref} names {ref.id}, which the handbook does not have")
     checked = ", ".join(ids.shown(f) for f in [*faqs, *found]) or "none"
-    click.echo(f"references checked: {len(refs)} in {checked}")
+    echo(f"references checked: {len(refs)} in {checked}")
     if problems:
-        click.echo(f"references to review: {len(problems)}")
+        echo(f"references to review: {len(problems)}")
         for line in problems:
-            click.echo(f"  {line}")
+            echo(f"  {line}")
     return problems
 
 
@@ -211,6 +256,8 @@ def build_index_file(
     questions: Sequence[str] = (),
     strict: bool = False,
     accept: bool = False,
+    echo: Echo = click.echo,
+    progress: Progress | None = None,
 ) -> Path:
     """Build the current app's index file from the corpus, check the ids the FAQ and question
     files name against the earlier index, and print a summary; the index file's path.
@@ -218,7 +265,8 @@ def build_index_file(
     The earlier index is `previous`, else the last reviewed edition (kept beside the index
     while references to changed ids wait for a review), else the index being replaced. With
     `strict`, a reference to review is an error and nothing is written; with `accept`, the
-    references are taken as reviewed."""
+    references are taken as reviewed. The report goes to `echo` (a line at a time); with
+    `progress`, the steps go there instead of progress bars on standard error."""
     started = time.perf_counter()
     paragraphs = _load_corpus(corpus)
     target = Path(out) if out else index_path(current_app)
@@ -229,16 +277,16 @@ def build_index_file(
     except IndexUnavailable as exc:
         if previous:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"ids: the earlier index cannot be read ({exc})")
+        echo(f"ids: the earlier index cannot be read ({exc})")
         baseline = None
     faq, files = _faq_path(), _question_paths(questions)
-    problems = check_references(paragraphs, baseline, faq, files)
+    problems = check_references(paragraphs, baseline, faq, files, echo)
     if problems and baseline is not None and not accept:
         named = " ".join(ids.shown(f) for f in [faq, *files] if f is not None and f.is_file())
         source = corpus or current_app.config["QNA_CORPUS"]
         # The earlier edition as it will be on disk after this command.
         earlier = chosen if strict or previous or reviewed.exists() else reviewed
-        click.echo(
+        echo(
             f"  to move them to the new ids: flask --app run qna ids migrate "
             f"{ids.shown(earlier)} {source} {named}\n"
             f"  once they are reviewed: flask --app run qna build --accept"
@@ -248,27 +296,33 @@ def build_index_file(
             f"{len(problems)} references to review (--strict); the index was not written"
         )
     synonyms = _synonyms()
-    _report_synonyms(synonyms, paragraphs)
+    _report_synonyms(synonyms, paragraphs, echo)
     index = _build(
-        paragraphs, _userdict(userdict), ngram_weight, heading_weight, synonyms, _faq(faq)
+        paragraphs,
+        _userdict(userdict),
+        ngram_weight,
+        heading_weight,
+        synonyms,
+        _faq(faq),
+        progress,
     )
     engine = Engine(index, encoder_from_config(current_app.config))
-    embedded = _embed(engine)
+    embedded = _embed(engine, None if echo is click.echo else echo, progress)
     if problems and not accept:
         if baseline is not None and not reviewed.exists():
             shutil.copyfile(chosen, reviewed)
     elif reviewed.exists():
         reviewed.unlink()
+    if progress is not None:
+        progress("writing", 0, 1)
     size = index.save(target)
     seconds = time.perf_counter() - started
-    click.echo(f"paragraphs: {len(index)}")
-    click.echo(
-        f"terms: {len(index.words.terms)} words, {len(index.chars.terms)} characters and bigrams"
-    )
-    click.echo(f"FAQ: {len(index.faq)} entries")
-    click.echo(f"BERT embeddings: {'yes' if embedded else 'no'}")
-    click.echo(f"seconds: {seconds:.2f}")
-    click.echo(f"written: {target} ({size / 1024:.0f} KiB)")
+    echo(f"paragraphs: {len(index)}")
+    echo(f"terms: {len(index.words.terms)} words, {len(index.chars.terms)} characters and bigrams")
+    echo(f"FAQ: {len(index.faq)} entries")
+    echo(f"BERT embeddings: {'yes' if embedded else 'no'}")
+    echo(f"seconds: {seconds:.2f}")
+    echo(f"written: {target} ({size / 1024:.0f} KiB)")
     return target
 
 
@@ -299,7 +353,7 @@ def build_command(
     strict: bool,
     accept: bool,
 ) -> None:
-    """Build the index file from the corpus; restart the workers to serve it."""
+    """Build the index file from the corpus; the workers serve it within a few seconds."""
     target = Path(out) if out else index_path(current_app)
     if if_missing and target.exists() and current_format(target):
         click.echo(f"kept: {target}")
@@ -370,8 +424,20 @@ def eval_command(
     if mode != "lexical" and not _embed(engine):
         raise click.ClickException(f"mode {mode} needs a BERT server (BERT_HOST)")
     faq_shown = ids.shown(faq_path) if faq_path else "none"
+    # Imported here: the console's build process (berater/qna/rebuild.py) imports this module
+    # and needs none of what the services import.
+    from berater.qna.services import eval_figures
+
+    measured = partial(
+        eval_figures,
+        mode=mode,
+        questions_file=ids.shown(questions),
+        corpus=str(corpus or config["QNA_CORPUS"]),
+    )
     if cv:
-        _cross_validate(engine, asked, cv, faq_shown)
+        held_out: list[Metrics] = []
+        _cross_validate(engine, asked, cv, faq_shown, held_out)
+        _save_eval(measured(held_out, cv_folds=cv))
         return
     try:
         metrics = evaluate(engine, asked, mode)  # type: ignore[arg-type]
@@ -390,22 +456,40 @@ def eval_command(
         f"{metrics.faq_wrong_unanswerable} of them unanswerable)"
     )
     click.echo(f"without the FAQ: {bare.short()}")
+    _save_eval(measured([metrics]))
 
 
-def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> None:
+def _save_eval(figures: EvalFigures) -> None:
+    """Keep the figures beside the index file, for the console."""
+    from berater.qna.services import save_eval
+
+    try:
+        path = save_eval(figures)
+    except OSError as exc:
+        click.echo(f"the figures were not saved for the console: {exc}", err=True)
+        return
+    click.echo(f"figures saved for the console: {ids.shown(path)}")
+
+
+def _cross_validate(
+    engine: Engine, asked: list, k: int, faq_shown: str, held_out: list[Metrics]
+) -> None:
+    """Print each fold and the mean, with the FAQ and without; the folds' held-out figures of
+    the first pass (with the FAQ when there is one) go to `held_out`."""
     for use_faq in (True, False) if len(engine.index.faq) else (False,):
         try:
             folds, overall = cross_validate(engine, asked, k, use_faq)
         except CorpusError as exc:
             raise click.ClickException(str(exc)) from None
+        if not held_out:
+            held_out.extend(part.held_out for part in folds)
         label = f"with the FAQ ({faq_shown})" if use_faq else "without the FAQ"
         click.echo(f"cross-validation over chapters, {k} folds, {label}:")
         for part in folds:
             held = part.held_out
             click.echo(
-                f"  fold {part.number} ({', '.join(part.chapters)}): chosen ngram "
-                f"{part.ngram_weight}, heading {part.heading_weight}, threshold "
-                f"{part.threshold}; held out {held.questions} answerable, "
+                f"  fold {part.number} ({', '.join(part.chapters)}): chosen "
+                f"{part.choice.describe()}; held out {held.questions} answerable, "
                 f"{held.unanswerable} unanswerable: {held.short()}"
             )
         averaged = mean([part.held_out for part in folds])
@@ -415,10 +499,7 @@ def _cross_validate(engine: Engine, asked: list, k: int, faq_shown: str) -> None
             f"when answered {averaged['right_when_answered']:.3f}, declined "
             f"{averaged['declined']:.3f}"
         )
-        click.echo(
-            f"  chosen the same way on every question: ngram {overall.ngram_weight}, heading "
-            f"{overall.heading_weight}, threshold {overall.threshold}"
-        )
+        click.echo(f"  chosen the same way on every question: {overall.describe()}")
 
 
 @qna_cli.command("ask")

@@ -11,17 +11,16 @@ its best sentence or two for the question (`highlight`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from berater.qna import segment
+from berater.qna import kinds, segment
 from berater.qna.bert import BertEncoder, BertUnavailable
 from berater.qna.faq import Match
-from berater.qna.index import Index, document_text
+from berater.qna.index import SENTENCE, Index, document_text
 from berater.qna.normalise import fold
 from berater.settings import default
 
@@ -30,7 +29,6 @@ MODES: tuple[Mode, ...] = ("lexical", "bert", "hybrid")
 MAX_QUESTION = 200
 SUGGESTIONS = 3
 FAQ_TITLE = "常见问题"
-SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 SHORT_SENTENCE = 15  # characters: a best sentence this short takes the next one along
 
 
@@ -213,16 +211,20 @@ class Engine:
             highlight=self.highlight(p.text, grams) if grams is not None else "",
         )
 
-    def highlight(self, text: str, weights: Mapping[str, float] | _Weights) -> str:
+    def highlight(self, text: str, weights: Mapping[str, float] | _Weights, asked: int = 0) -> str:
         """The sentence of `text` whose question grams (and synonyms) weigh most (`weights`:
-        each one's idf), with the next one when it is short."""
+        each one's idf), with the next one when it is short. With the kinds of fact the
+        question asks for (`asked`; a `_Weights` knows them), a sentence holding none of
+        them weighs 1 / (1 + the index's kind weight)."""
         sentences = [s for s in SENTENCE.split(text) if s.strip()]
         if len(sentences) < 2:
             return text
         if isinstance(weights, _Weights):
+            asked = weights.asked
             weights = weights.get()
         if not weights:
             return text
+        other = 1.0 / (1.0 + self.index.kind_weight) if asked else 1.0
         # Folding the paragraph once keeps its sentence ends (only their width changes).
         folded = [s for s in SENTENCE.split(fold(text)) if s.strip()]
         if len(folded) != len(sentences):
@@ -230,6 +232,8 @@ class Engine:
         best, best_score = 0, -1.0
         for n, sentence in enumerate(folded):
             score = sum(w for gram, w in weights.items() if gram in sentence)
+            if asked and not kinds.sentence_kinds(sentence) & asked:
+                score *= other
             if score > best_score:
                 best, best_score = n, score
         chosen = sentences[best]
@@ -266,6 +270,11 @@ class _Weights:
     def __init__(self, engine: Engine, prepared: str, grams: list[str]) -> None:
         self.engine, self.prepared, self.grams = engine, prepared, grams
         self._made: dict[str, float] | None = None
+
+    @property
+    def asked(self) -> int:
+        """The kinds of fact the question asks for (`kinds`)."""
+        return kinds.question_kinds(self.prepared)
 
     def get(self) -> dict[str, float]:
         if self._made is None:

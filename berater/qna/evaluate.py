@@ -7,17 +7,20 @@ A question set is JSONL: `{"q": "...", "relevant": ["1.2.3", ...]}` per line; an
 
 Cross-validation (`qna eval --cv K`) puts each chapter's questions in one of K folds
 (chapter i in fold i mod K; unanswerable questions in turn) and, for each fold, chooses the
-weights (characters' share, headings' weight) that rank the other folds' questions best
-(top-1 plus recall@3) and the highest threshold that still answers 90 % of their answerable
-questions, then scores the held-out fold with them. The mean of the folds' figures is what
-the engine can be expected to do on questions it was not tuned on.
+weights that rank the other folds' questions best (top-1 plus recall@3): first the
+characters' share and the headings' weight, then, with that share, the headings', the best
+sentence's and the kinds' weights together; then, for each coverage weight, the highest
+threshold that still answers 90 % of their answerable questions, and of those the pair that
+declines most of their unanswerable ones. It scores the held-out fold with them. The mean
+of the folds' figures is what the engine can be expected to do on questions it was not
+tuned on.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,9 @@ from berater.qna.index import blend
 
 NGRAM_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 HEADING_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-THRESHOLD_GRID = tuple(round(0.02 + 0.005 * i, 3) for i in range(77))  # 0.02 .. 0.40
+SENTENCE_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)
+KIND_GRID = (0.0, 0.5, 1.0, 2.0)
+COVERAGE_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 ANSWER_AT_LEAST = 0.9  # share of answerable questions a chosen threshold still answers
 # Weights whose top-1 plus recall@3 is within this of the best count as equally good; among
 # them characters alone (a weight of 1) are preferred: the question then needs no jieba.
@@ -188,13 +193,40 @@ def evaluate(
 
 
 @dataclass(frozen=True, slots=True)
-class Fold:
-    number: int
-    chapters: list[str]
+class Choice:
     ngram_weight: float
     heading_weight: float
     threshold: float
+    sentence_weight: float = 0.0
+    kind_weight: float = 0.0
+    coverage_weight: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"ngram {self.ngram_weight}, heading {self.heading_weight}, sentence "
+            f"{self.sentence_weight}, kinds {self.kind_weight}, coverage "
+            f"{self.coverage_weight}, threshold {self.threshold}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    number: int
+    chapters: list[str]
+    choice: Choice
     held_out: Metrics
+
+    @property
+    def ngram_weight(self) -> float:
+        return self.choice.ngram_weight
+
+    @property
+    def heading_weight(self) -> float:
+        return self.choice.heading_weight
+
+    @property
+    def threshold(self) -> float:
+        return self.choice.threshold
 
 
 def folds_of(engine: Engine, questions: Sequence[Question], k: int) -> tuple[list[int], list[str]]:
@@ -218,11 +250,92 @@ def _subset(ranking: Ranking, rows: np.ndarray, scores: np.ndarray) -> Ranking:
     return Ranking(scores[rows], [ranking.faq_first[i] for i in rows], ranking.faq_answered[rows])
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
-    ngram_weight: float
-    heading_weight: float
-    threshold: float
+class _Parts:
+    """Every question's score parts, blended on demand, and a quick measure of a blend."""
+
+    def __init__(self, engine: Engine, questions: Sequence[Question], base: Ranking) -> None:
+        index = engine.index
+        parts = [index.components(q.q, sentences=False) for q in questions]
+        self.words = np.vstack([p.words for p in parts])  # type: ignore[misc]
+        self.grams = np.vstack([p.grams for p in parts])
+        self.headings = np.vstack([p.headings for p in parts])  # type: ignore[misc]
+        self.sentences: dict[float, np.ndarray] = {}
+        if index.sentences is not None:
+            for weight in KIND_GRID:
+                self.sentences[weight] = np.vstack(
+                    [
+                        index.components(q.q, False, words=False, kind_weight=weight).sentences  # type: ignore[misc]
+                        for q in questions
+                    ]
+                )
+        self.coverage = np.array([p.coverage for p in parts])
+        self.relevant = np.zeros(self.grams.shape, dtype=bool)
+        position = index.position
+        for n, question in enumerate(questions):
+            for pid in question.relevant:
+                self.relevant[n, position[pid]] = True
+        self.faq_first = base.faq_first
+        self.faq_answered = base.faq_answered
+
+    def blend(self, choice: Choice) -> np.ndarray:
+        sentences = self.sentences.get(choice.kind_weight)
+        parts = (self.words, self.grams, self.headings, sentences)
+        scores = blend(parts, choice.ngram_weight, choice.heading_weight, choice.sentence_weight)
+        if not choice.coverage_weight:
+            return scores
+        return scores * (self.coverage**choice.coverage_weight)[:, None]
+
+    def quality(self, scores: np.ndarray, rows: np.ndarray) -> float:
+        """Top-1 plus recall@3 of the answerable questions among `rows`, as `score` counts
+        them (the FAQ's paragraphs first, ties to the earlier paragraph)."""
+        rows = rows[self.relevant[rows].any(axis=1)]
+        if not len(rows):
+            return 0.0
+        top = np.argsort(-scores[rows], axis=1, kind="stable")[:, :3]
+        for n, row in enumerate(rows):
+            first = self.faq_first[row]
+            if first:
+                order = np.argsort(-scores[row], kind="stable")
+                top[n] = [*first, *(int(i) for i in order if i not in first)][:3]
+        relevant = self.relevant[rows]
+        hits = np.take_along_axis(relevant, top, axis=1)
+        top1 = hits[:, 0].mean()
+        recall3 = (hits.sum(axis=1) / relevant.sum(axis=1)).mean()
+        return float(top1 + recall3)
+
+    def threshold(self, scores: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+        """The highest threshold (in thousandths) that still answers ANSWER_AT_LEAST of the
+        answerable questions among `rows` (the FAQ's answers count as answered), and the
+        share of their unanswerable questions it declines."""
+        answerable = self.relevant[rows].any(axis=1)
+        best = scores[rows].max(axis=1)
+        by_faq = self.faq_answered[rows]
+        # The scores of the answerable questions the FAQ does not answer, best first: the
+        # threshold must keep the first `needed` of them.
+        ranked = np.sort(best[answerable & ~by_faq])[::-1]
+        needed = int(np.ceil(ANSWER_AT_LEAST * answerable.sum() - 1e-9)) - int(
+            by_faq[answerable].sum()
+        )
+        if needed <= 0 or not len(ranked):
+            chosen = 0.0
+        else:
+            chosen = float(np.floor(ranked[min(needed, len(ranked)) - 1] * 1000) / 1000)
+        unanswerable = ~answerable
+        if not unanswerable.any():
+            return chosen, 0.0
+        declined = ~by_faq[unanswerable] & (best[unanswerable] < chosen)
+        return chosen, float(np.mean(declined))
+
+
+def _best(values: dict[Choice, float], prefer: Callable[[Choice], bool]) -> Choice:
+    """The choice with the highest value; one that `prefer`s within TIE of it instead."""
+    best = max(values, key=lambda c: values[c])
+    preferred = {c: v for c, v in values.items() if prefer(c)}
+    if preferred:
+        candidate = max(preferred, key=lambda c: preferred[c])
+        if preferred[candidate] >= values[best] - TIE:
+            return candidate
+    return best
 
 
 def cross_validate(
@@ -234,46 +347,45 @@ def cross_validate(
     ids = [p.id for p in index.paragraphs]
     check_ids(questions, set(ids))
     folds, chapters = folds_of(engine, questions, k)
-    parts = [index.components(q.q) for q in questions]
-    words = np.vstack([p[0] for p in parts])
-    grams = np.vstack([p[1] for p in parts])
-    headings = np.vstack([p[2] for p in parts])  # type: ignore[misc]
     base = rank(engine, questions, "lexical", use_faq)
-    blends = {
-        (w, h): blend((words, grams, headings), w, h)
-        for w, h in itertools.product(NGRAM_GRID, HEADING_GRID)
-    }
+    parts = _Parts(engine, questions, base)
+    sentence_grid = SENTENCE_GRID if parts.sentences else (0.0,)
+    kind_grid = KIND_GRID if parts.sentences else (0.0,)
 
     def choose(rows: np.ndarray) -> Choice:
-        asked = [questions[i] for i in rows]
+        # First the characters' share and the headings' weight (characters alone preferred:
+        # the question then needs no jieba), then the rest with that share.
         values = {}
-        for key, scores in blends.items():
-            m = score(_subset(base, rows, scores), asked, ids, floor=0.0)
-            values[key] = m.top1 + m.recall3
-        best_key = max(values, key=lambda key: values[key])
-        fast = {key: v for key, v in values.items() if key[0] >= 1}
-        if fast:
-            best_fast = max(fast, key=lambda key: fast[key])
-            if fast[best_fast] >= values[best_key] - TIE:
-                best_key = best_fast
-        chosen = _subset(base, rows, blends[best_key])
-        threshold = THRESHOLD_GRID[0]
-        for floor in THRESHOLD_GRID:
-            if score(chosen, asked, ids, floor).answered >= ANSWER_AT_LEAST:
-                threshold = floor
-        return Choice(best_key[0], best_key[1], threshold)
+        for w, h in itertools.product(NGRAM_GRID, HEADING_GRID):
+            choice = Choice(w, h, 0.0)
+            values[choice] = parts.quality(parts.blend(choice), rows)
+        ngram = _best(values, lambda c: c.ngram_weight >= 1).ngram_weight
+        values = {}
+        for h, s, t in itertools.product(HEADING_GRID, sentence_grid, kind_grid):
+            if not s and t:
+                continue  # the kinds weigh sentences: without them they change nothing
+            choice = Choice(ngram, h, 0.0, s, t)
+            values[choice] = parts.quality(parts.blend(choice), rows)
+        made = _best(values, lambda c: False)
+        # The coverage weight keeps the order: it is chosen with the threshold, to decline.
+        best = None
+        for weight in COVERAGE_GRID:
+            covered = replace(made, coverage_weight=weight)
+            threshold, declined = parts.threshold(parts.blend(covered), rows)
+            if best is None or declined > best[0]:
+                best = (declined, replace(covered, threshold=threshold))
+        assert best is not None
+        return best[1]
 
     fold_of = np.array(folds)
     results = []
     for number in range(k):
         made = choose(np.flatnonzero(fold_of != number))
         test = np.flatnonzero(fold_of == number)
-        scores = blends[(made.ngram_weight, made.heading_weight)]
+        scores = parts.blend(made)
         held = score(_subset(base, test, scores), [questions[i] for i in test], ids, made.threshold)
         names = [c for i, c in enumerate(chapters) if i % k == number]
-        results.append(
-            Fold(number + 1, names, made.ngram_weight, made.heading_weight, made.threshold, held)
-        )
+        results.append(Fold(number + 1, names, made, held))
     return results, choose(np.arange(len(questions)))
 
 

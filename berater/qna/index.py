@@ -1,4 +1,5 @@
-"""The lexical index: BM25 over jieba words, blended with BM25 over characters and bigrams.
+"""The lexical index: BM25 over jieba words, blended with BM25 over characters and bigrams,
+the chapter and section titles, and each paragraph's best sentence.
 
 Built once by `flask qna build` into one `.npz` file (numpy arrays only, no pickle); a
 worker loads it at start and answers a question with a few array slices and one
@@ -8,6 +9,17 @@ Scores are normalised to 0..1: a paragraph's BM25 score divided by what the ques
 score at most (each term's idf times k1 + 1, BM25's ceiling; words the handbook never uses
 count at the highest idf), so one threshold means "enough of the question is found here"
 for any question. A paragraph holding each question word once scores about 1 / (k1 + 1).
+
+A paragraph is also scored by its best sentence: the same characters and bigrams, weighted by
+the paragraph's idf, over each sentence alone (without length normalisation), so that a
+question whose words meet in one sentence prefers that paragraph to a neighbour that holds
+them spread out. A sentence that holds the kind of fact the question asks for (an amount,
+a date, a place: `kinds`) counts in full, any other 1 / (1 + kind weight) of its score.
+
+Last, every score of a question is multiplied by its coverage, the share of the question's
+distinct characters and bigrams that occur anywhere in the handbook, raised to the coverage
+weight. The order of the paragraphs stays; a question about what the handbook has no words
+for (驾照, 奶茶) falls below the threshold sooner than a terse one about what it covers.
 """
 
 from __future__ import annotations
@@ -17,23 +29,30 @@ import os
 import re
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
-from berater.qna import segment
+from berater.qna import kinds, segment
 from berater.qna.corpus import Paragraph
 from berater.qna.faq import Compiled, Faq, FaqIndex, compile_entries
 from berater.qna.ids import fingerprint
 from berater.qna.normalise import NO_SYNONYMS, Synonyms, document_texts, question_text
 
-FORMAT = 2  # 2: fingerprints, the heading field, synonyms
+FORMAT = 3  # 2: fingerprints, the heading field, synonyms; 3: sentences
 K1, B = 1.2, 0.75
+SENTENCE_B = 0.0  # sentences are short: their length does not discount a match
 NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, README)
 HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
+SENTENCE_WEIGHT = 0.5  # the best sentence's weight beside the text's (1)
+KIND_WEIGHT = 2.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
+COVERAGE_WEIGHT = 1.5  # scores are multiplied by the share of the question's terms known
+SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
 
 class IndexUnavailable(RuntimeError):
@@ -49,63 +68,21 @@ def _identity(tokens: list[str]) -> list[str]:
 
 
 @dataclass
-class Bm25:
-    """A term-by-paragraph matrix of BM25 weights in CSR arrays, with its vocabulary."""
+class Postings:
+    """BM25 weights by term in CSR arrays: row `t` holds the documents term `t` occurs in."""
 
-    terms: list[str]
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
-    idf: np.ndarray
     n_docs: int
-    vocab: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.vocab = {term: i for i, term in enumerate(self.terms)}
-        self.max_idf = float(self.idf.max()) if len(self.idf) else 1.0
-        # Python lists: indexing them per question term is several times faster than numpy's.
+        # A Python list: indexing it per question term is several times faster than numpy's.
         self._starts: list[int] = self.indptr.tolist()
-        self._idf: list[float] = self.idf.tolist()
 
-    @classmethod
-    def fit(cls, docs: Sequence[list[str]]) -> Bm25:
-        # Imported here: only building needs them, and a worker starts faster without.
-        from scipy import sparse
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        counts = CountVectorizer(analyzer=_identity, lowercase=False).fit(docs)
-        x = sparse.csr_matrix(counts.transform(docs), dtype=np.float32)
-        n = x.shape[0]
-        lengths = np.asarray(x.sum(axis=1)).ravel()
-        average = float(lengths.mean()) or 1.0
-        df = np.bincount(x.indices, minlength=x.shape[1])
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        rows = np.repeat(np.arange(n), np.diff(x.indptr))
-        tf = x.data
-        norm = K1 * (1 - B + B * lengths[rows] / average)
-        x.data = (idf[x.indices] * tf * (K1 + 1) / (tf + norm)).astype(np.float32)
-        by_term = x.T.tocsr()
-        by_term.sort_indices()
-        return cls(
-            terms=list(counts.get_feature_names_out()),
-            indptr=by_term.indptr.astype(np.int64),
-            indices=by_term.indices.astype(np.int32),
-            data=by_term.data,
-            idf=idf,
-            n_docs=n,
-        )
-
-    def scores(self, terms: Sequence[str]) -> np.ndarray:
-        """Each paragraph's score for `terms`, divided by the most those terms could score."""
-        ids, possible = [], 0.0
-        vocab, idf = self.vocab, self._idf
-        for term in set(terms):
-            i = vocab.get(term)
-            if i is None:
-                possible += self.max_idf
-            else:
-                ids.append(i)
-                possible += idf[i]
+    def scores_of(self, ids: list[int], possible: float) -> np.ndarray:
+        """Each document's score for the term rows `ids`, divided by `possible` (the idf the
+        question's terms add up to) times BM25's ceiling."""
         if not ids:
             return np.zeros(self.n_docs, dtype=np.float32)
         starts, indices, data = self._starts, self.indices, self.data
@@ -118,18 +95,167 @@ class Bm25:
             f"{prefix}_indptr": self.indptr,
             f"{prefix}_indices": self.indices,
             f"{prefix}_data": self.data,
-            f"{prefix}_idf": self.idf,
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict, prefix: str, terms: list[str], n_docs: int) -> Bm25:
+    def from_arrays(cls, arrays: dict, prefix: str, n_docs: int) -> Postings:
         return cls(
-            terms=terms,
             indptr=arrays[f"{prefix}_indptr"],
             indices=arrays[f"{prefix}_indices"],
             data=arrays[f"{prefix}_data"],
-            idf=arrays[f"{prefix}_idf"],
             n_docs=n_docs,
+        )
+
+
+def _weights(counts: Any, idf: np.ndarray, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The BM25 weights of a document-by-term count matrix, as CSR arrays by term."""
+    from scipy import sparse
+
+    x = sparse.csr_matrix(counts, dtype=np.float32)
+    n = x.shape[0]
+    lengths = np.asarray(x.sum(axis=1)).ravel()
+    average = float(lengths.mean()) or 1.0
+    rows = np.repeat(np.arange(n), np.diff(x.indptr))
+    tf = x.data
+    norm = K1 * (1 - b + b * lengths[rows] / average)
+    x.data = (idf[x.indices] * tf * (K1 + 1) / (tf + norm)).astype(np.float32)
+    by_term = x.T.tocsr()
+    by_term.sort_indices()
+    return by_term.indptr.astype(np.int64), by_term.indices.astype(np.int32), by_term.data
+
+
+@dataclass
+class Bm25(Postings):
+    """A term-by-paragraph matrix of BM25 weights, with its vocabulary and idf."""
+
+    terms: list[str] = field(default_factory=list)
+    idf: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    vocab: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.vocab = {term: i for i, term in enumerate(self.terms)}
+        self.max_idf = float(self.idf.max()) if len(self.idf) else 1.0
+        self._idf: list[float] = self.idf.tolist()
+
+    @classmethod
+    def fit(cls, docs: Sequence[list[str]]) -> Bm25:
+        # Imported here: only building needs it, and a worker starts faster without.
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        vectorizer = CountVectorizer(analyzer=_identity, lowercase=False).fit(docs)
+        counts = vectorizer.transform(docs)
+        n = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        indptr, indices, data = _weights(counts, idf, B)
+        terms = list(vectorizer.get_feature_names_out())
+        return cls(indptr=indptr, indices=indices, data=data, n_docs=n, terms=terms, idf=idf)
+
+    def fit_parts(self, docs: Sequence[list[str]], b: float = SENTENCE_B) -> Postings:
+        """BM25 over `docs`, parts of this matrix's documents (their sentences), with this
+        matrix's terms and idf: a part's score compares with its document's."""
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        counts = CountVectorizer(analyzer=_identity, lowercase=False, vocabulary=self.vocab)
+        indptr, indices, data = _weights(counts.transform(docs), self.idf, b)
+        return Postings(indptr=indptr, indices=indices, data=data, n_docs=len(docs))
+
+    def lookup(self, terms: Sequence[str]) -> tuple[list[int], float]:
+        """The rows of the distinct `terms` this matrix knows, and the most those terms
+        could score (each one's idf; a term it does not know counts at the highest idf)."""
+        ids, possible = [], 0.0
+        vocab, idf = self.vocab, self._idf
+        for term in set(terms):
+            i = vocab.get(term)
+            if i is None:
+                possible += self.max_idf
+            else:
+                ids.append(i)
+                possible += idf[i]
+        return ids, possible
+
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
+        """Each paragraph's score for `terms`, divided by the most those terms could score."""
+        return self.scores_of(*self.lookup(terms))
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {**super().arrays(prefix), f"{prefix}_idf": self.idf}
+
+    @classmethod
+    def from_arrays(  # type: ignore[override]
+        cls, arrays: dict, prefix: str, terms: list[str], n_docs: int
+    ) -> Bm25:
+        return cls(
+            indptr=arrays[f"{prefix}_indptr"],
+            indices=arrays[f"{prefix}_indices"],
+            data=arrays[f"{prefix}_data"],
+            n_docs=n_docs,
+            terms=terms,
+            idf=arrays[f"{prefix}_idf"],
+        )
+
+
+@dataclass
+class Sentences:
+    """The paragraphs' sentences: their BM25 weights (with the paragraphs' terms and idf),
+    where each paragraph's sentences start, and the kinds of fact each holds (`kinds`)."""
+
+    postings: Postings
+    starts: np.ndarray  # the first sentence of each paragraph; every paragraph has one
+    kinds: np.ndarray  # uint8 bit mask per sentence
+
+    @classmethod
+    def fit(cls, chars: Bm25, texts: Sequence[str]) -> Sentences:
+        """The sentences of `texts` (folded, synonyms read), one paragraph each."""
+        docs: list[list[str]] = []
+        found: list[int] = []
+        starts = []
+        for text in texts:
+            starts.append(len(docs))
+            parts = [s for s in SENTENCE.split(text) if s.strip()] or [text]
+            for part in parts:
+                docs.append(segment.chars(part))
+                found.append(kinds.sentence_kinds(part))
+        return cls(
+            postings=chars.fit_parts(docs),
+            starts=np.array(starts, dtype=np.int64),
+            kinds=np.array(found, dtype=np.uint8),
+        )
+
+    def best(self, ids: list[int], possible: float, asked: int, kind_weight: float) -> np.ndarray:
+        """Each paragraph's best sentence score for the term rows `ids` (of the paragraphs'
+        matrix); with `asked` kinds, a sentence holding none of them counts 1 / (1 +
+        `kind_weight`)."""
+        scores = self.postings.scores_of(ids, possible)
+        if asked and kind_weight:
+            scores *= self._factors(asked, kind_weight)
+        return np.maximum.reduceat(scores, self.starts)
+
+    def _factors(self, asked: int, kind_weight: float) -> np.ndarray:
+        """Per sentence: 1 where it holds a kind of `asked`, else 1 / (1 + `kind_weight`);
+        kept per pair (there are at most 64 masks)."""
+        cache = self.__dict__.setdefault("_factor_cache", {})
+        found = cache.get((asked, kind_weight))
+        if found is None:
+            found = np.where(self.kinds & asked, 1.0, 1.0 / (1.0 + kind_weight))
+            cache[(asked, kind_weight)] = found
+        return found
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            **self.postings.arrays("sentences"),
+            "sentences_starts": self.starts,
+            "sentences_kinds": self.kinds,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> Sentences:
+        kinds = arrays["sentences_kinds"]
+        return cls(
+            postings=Postings.from_arrays(arrays, "sentences", len(kinds)),
+            starts=arrays["sentences_starts"],
+            kinds=kinds,
         )
 
 
@@ -161,6 +287,10 @@ class Index:
     ngram_weight: float
     build_id: str
     heading_weight: float = HEADING_WEIGHT
+    sentences: Sentences | None = None
+    sentence_weight: float = SENTENCE_WEIGHT
+    kind_weight: float = KIND_WEIGHT
+    coverage_weight: float = COVERAGE_WEIGHT
     synonyms: Synonyms = NO_SYNONYMS
     faq: FaqIndex = field(default_factory=lambda: FaqIndex([]))
     vectors: np.ndarray | None = None  # BERT embeddings, one L2-normalised row per paragraph
@@ -174,6 +304,9 @@ class Index:
         *,
         ngram_weight: float = NGRAM_WEIGHT,
         heading_weight: float = HEADING_WEIGHT,
+        sentence_weight: float = SENTENCE_WEIGHT,
+        kind_weight: float = KIND_WEIGHT,
+        coverage_weight: float = COVERAGE_WEIGHT,
         synonyms: Synonyms = NO_SYNONYMS,
         faq: Faq | None = None,
         progress: Callable[[int], None] | None = None,
@@ -191,14 +324,20 @@ class Index:
             heading_docs.append(segment.chars(heading))
             if progress:
                 progress(1)
+        chars = Bm25.fit(char_docs)
+        bodies = document_texts([p.text for p in paragraphs], synonyms)
         return cls(
             paragraphs=list(paragraphs),
             words=Bm25.fit(word_docs),
-            chars=Bm25.fit(char_docs),
+            chars=chars,
             headings=Bm25.fit(heading_docs),
             userdict=words,
             ngram_weight=ngram_weight,
             heading_weight=heading_weight,
+            sentences=Sentences.fit(chars, bodies),
+            sentence_weight=sentence_weight,
+            kind_weight=kind_weight,
+            coverage_weight=coverage_weight,
             synonyms=synonyms,
             faq=FaqIndex(
                 compile_entries(
@@ -234,35 +373,50 @@ class Index:
         prepared: bool = False,
         words: bool = True,
         grams: list[str] | None = None,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        """The question's word, character and heading scores, each 0..1 per paragraph (the
-        word scores None unless `words`, the heading scores None unless `headings`);
-        `prepared`: the question is `prepare`d; `grams`: its characters and bigrams."""
+        sentences: bool = True,
+        kind_weight: float | None = None,
+    ) -> Components:
+        """The question's word, character, heading and best-sentence scores, each 0..1 per
+        paragraph (the word scores None unless `words`, the heading scores None unless
+        `headings`, the sentence scores None unless `sentences`); `prepared`: the question
+        is `prepare`d; `grams`: its characters and bigrams; `kind_weight`: instead of the
+        index's."""
         text = question if prepared else self.prepare(question)
         grams = segment.chars(text) if grams is None else grams
         if words and not self.__dict__.get("_words_ready"):
             segment.add_words(self.userdict)  # jieba, only when words are asked for
             self.__dict__["_words_ready"] = True
-        return (
+        ids, possible = self.chars.lookup(grams)
+        best = None
+        if sentences and self.sentences is not None:
+            weight = self.kind_weight if kind_weight is None else kind_weight
+            best = self.sentences.best(ids, possible, kinds.question_kinds(text), weight)
+        distinct = len(set(grams))
+        return Components(
             self.words.scores(segment.words(text)) if words else None,
-            self.chars.scores(grams),
+            self.chars.scores_of(ids, possible),
             self.headings.scores(grams) if headings else None,
+            best,
+            len(ids) / distinct if distinct else 0.0,
         )
 
     def lexical_scores(
         self, question: str, *, prepared: bool = False, grams: list[str] | None = None
     ) -> np.ndarray:
         """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`, and
-        the heading field's BM25 at `heading_weight` beside them. At a weight of 1 the words
-        are not needed, nor jieba."""
+        the heading field's BM25 at `heading_weight` and the best sentence's at
+        `sentence_weight` beside them, times the question's coverage to the power
+        `coverage_weight`. At an ngram weight of 1 the words are not needed, nor jieba."""
         parts = self.components(
             question,
             bool(self.heading_weight),
             prepared=prepared,
             words=self.ngram_weight < 1,
             grams=grams,
+            sentences=bool(self.sentence_weight),
         )
-        return blend(parts, self.ngram_weight, self.heading_weight)
+        scores = blend(parts, self.ngram_weight, self.heading_weight, self.sentence_weight)
+        return covered(scores, parts.coverage, self.coverage_weight)
 
     def save(self, path: str | Path) -> int:
         """Write the index to `path` atomically (workers may be reading the old one); bytes."""
@@ -272,6 +426,9 @@ class Index:
             "built_at": self.built_at,
             "ngram_weight": self.ngram_weight,
             "heading_weight": self.heading_weight,
+            "sentence_weight": self.sentence_weight,
+            "kind_weight": self.kind_weight,
+            "coverage_weight": self.coverage_weight,
             "synonyms": self.synonyms.groups,
             "faq": [[e.line, list(e.variants), list(e.ids), e.answer] for e in self.faq.entries],
             "userdict": self.userdict,
@@ -289,6 +446,8 @@ class Index:
             **self.chars.arrays("chars"),
             **self.headings.arrays("headings"),
         }
+        if self.sentences is not None:
+            arrays.update(self.sentences.arrays())
         if self.vectors is not None:
             arrays["vectors"] = self.vectors.astype(np.float32)
         buffer = io.BytesIO()
@@ -317,6 +476,10 @@ class Index:
             userdict=meta["userdict"],
             ngram_weight=meta["ngram_weight"],
             heading_weight=meta["heading_weight"],
+            sentences=Sentences.from_arrays(arrays) if "sentences_kinds" in arrays else None,
+            sentence_weight=meta["sentence_weight"],
+            kind_weight=meta["kind_weight"],
+            coverage_weight=meta["coverage_weight"],
             synonyms=Synonyms(meta["synonyms"]),
             faq=FaqIndex(Compiled(ln, tuple(v), tuple(i), a) for ln, v, i, a in meta["faq"]),
             build_id=meta["build_id"],
@@ -327,12 +490,25 @@ class Index:
 
 def _read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opened here: np.load leaves the file open when it is not a zip file.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         return arrays, orjson.loads(arrays["meta"].tobytes())
     except FileNotFoundError:
         raise IndexUnavailable(missing_index(path)) from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
+
+
+def read_meta(path: str | Path) -> tuple[dict, bool]:
+    """The metadata of the index file at `path` (any format version) and whether it holds
+    BERT vectors, without reading its matrices."""
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
+            return orjson.loads(npz["meta"].tobytes()), "vectors" in npz.files
+    except FileNotFoundError:
+        raise IndexUnavailable(missing_index(path)) from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise IndexUnavailable(f"{path} is not a Q&A index ({exc})") from None
 
 
@@ -360,20 +536,44 @@ def current_format(path: str | Path) -> bool:
         return False
 
 
+class Components(NamedTuple):
+    """A question's scores per paragraph, each 0..1, from the parts of the index."""
+
+    words: np.ndarray | None
+    grams: np.ndarray
+    headings: np.ndarray | None
+    sentences: np.ndarray | None = None
+    coverage: float = 1.0  # the share of the question's distinct terms the handbook has
+
+
+def covered(scores: np.ndarray, coverage: float, weight: float) -> np.ndarray:
+    """`scores` times `coverage` to the power `weight` (the same order, lower when the
+    handbook lacks words of the question)."""
+    return scores * coverage**weight if weight and coverage < 1 else scores
+
+
 def blend(
-    components: tuple[np.ndarray | None, np.ndarray, np.ndarray | None],
+    components: Components | tuple[np.ndarray | None, np.ndarray, np.ndarray | None],
     ngram_weight: float,
     heading_weight: float,
+    sentence_weight: float = 0.0,
 ) -> np.ndarray:
     """The lexical score from its parts: text (words and characters) at weight 1, headings at
-    `heading_weight`, divided by their sum so that it stays 0..1."""
-    words, grams, headings = components
+    `heading_weight`, the best sentence at `sentence_weight`, divided by the sum of the
+    weights so that it stays 0..1."""
+    words, grams, headings = components[:3]
+    sentences = components[3] if len(components) > 3 else None
     if words is None or ngram_weight >= 1:
         text = grams
     elif not ngram_weight:
         text = words
     else:
         text = (1 - ngram_weight) * words + ngram_weight * grams
-    if not heading_weight or headings is None:
-        return text
-    return (text + heading_weight * headings) / (1 + heading_weight)
+    total, weights = text, 1.0
+    if heading_weight and headings is not None:
+        total = total + heading_weight * headings
+        weights += heading_weight
+    if sentence_weight and sentences is not None:
+        total = total + sentence_weight * sentences
+        weights += sentence_weight
+    return total if weights == 1.0 else total / weights

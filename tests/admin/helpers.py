@@ -146,12 +146,17 @@ def holders(app: Flask, role: str) -> list[str]:
     return held
 
 
-def audit_rows(app: Flask) -> list[tuple[str, str, str, str | None, str | None]]:
-    """(actor, action, target, role, ip) of every audit row."""
+def audit_rows(
+    app: Flask, action: str | None = None
+) -> list[tuple[str, str, str, str | None, str | None]]:
+    """(actor, action, target, role, ip) of every audit row (of `action`), oldest first."""
     with app.app_context():
-        rows = db.session.execute(
-            sa.select(AuditLog.actor, AuditLog.action, AuditLog.target, AuditLog.role, AuditLog.ip)
-        ).all()
+        query = sa.select(
+            AuditLog.actor, AuditLog.action, AuditLog.target, AuditLog.role, AuditLog.ip
+        ).order_by(AuditLog.id)
+        if action is not None:
+            query = query.where(AuditLog.action == action)
+        rows = db.session.execute(query).all()
         db.session.remove()
     return [tuple(row) for row in rows]
 

@@ -8,6 +8,7 @@ a non-admin → 403; an unknown role → 400).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
@@ -70,13 +71,16 @@ def test_an_admin_link_grants_the_role_on_confirm_and_the_old_token_sees_it(
     assert "Granted" in done.text
     assert holders(app, "face") == ["o_invitee"]
     assert roles_of(live_server, invitee_token) == ["face"]
-    assert audit_rows(app) == [(ADMIN, "grant", "o_invitee", "face", "127.0.0.1")]
+    made = (ADMIN, "invite_create", f"invite:{sha256(seq)[:16]}", "face", "127.0.0.1")
+    granted = (ADMIN, "grant", "o_invitee", "face", "127.0.0.1")
+    assert audit_rows(app) == [made, granted]
     listed = requests.get(
         f"{live_server}/api/admin/audit", headers=bearer(admin_token), timeout=TIMEOUT
     ).json()["data"]
-    assert listed["total"] == 1
-    assert listed["items"][0]["action"] == "grant"
+    assert listed["total"] == 2
+    assert [item["action"] for item in listed["items"]] == ["grant", "invite_create"]
     assert listed["items"][0]["target"] == "o_invitee"
+    assert seq not in str(listed)  # the trail names the link by the start of its digest
 
 
 def test_the_preview_grants_nothing_however_often_it_is_opened(
@@ -91,7 +95,7 @@ def test_the_preview_grants_nothing_however_often_it_is_opened(
     assert_page(other.open(link), 200)
 
     assert holders(app, "nova_admin") == []
-    assert audit_rows(app) == []
+    assert audit_rows(app, "grant") == []
     assert_page(person.confirm(person.open(link)), 200)  # still usable afterwards
     assert holders(app, "nova_admin") == ["o_curious"]
 
@@ -110,7 +114,7 @@ def test_a_used_link_is_gone_for_everybody(app, live_server, wechat, browser, ad
         assert_page(response, 410)
         assert 'id="message"' in response.text
     assert holders(app, "face") == ["o_first"]
-    assert len(audit_rows(app)) == 1
+    assert len(audit_rows(app, "grant")) == 1
 
 
 def test_a_random_sequence_is_not_found(live_server, wechat, browser, admin_token):
@@ -247,4 +251,11 @@ def test_a_password_account_admin_invites_under_its_name(app, live_server, wecha
     assert_page(preview, 200)
     assert element_text(preview.text, "offer") == "<strong>alice"  # the inviter, by name
     assert_page(person.confirm(preview), 200)
-    assert audit_rows(app) == [("user:alice", "grant", "o_invitee", "face", "127.0.0.1")]
+    assert audit_rows(app, "grant") == [("user:alice", "grant", "o_invitee", "face", "127.0.0.1")]
+    assert [row[:2] for row in audit_rows(app, "invite_create")] == [
+        ("user:alice", "invite_create")
+    ]
+
+
+def sha256(seq: str) -> str:
+    return hashlib.sha256(seq.encode("ascii")).hexdigest()

@@ -58,6 +58,7 @@ def scrape(app: Flask) -> str:
 def test_requests_count_under_their_url_rule_never_their_path(app: Flask) -> None:
     client = app.test_client()
     token = token_for(client, "o_metrics_rule")
+    before = endpoint_labels(scrape(app))  # other tests' apps count in this process too
     with (
         change(REQUESTS, endpoint="/api/code/<code>", method="GET", status="400") as coded,
         change(REQUESTS, endpoint="unmatched", method="GET", status="404") as unmatched,
@@ -74,12 +75,18 @@ def test_requests_count_under_their_url_rule_never_their_path(app: Flask) -> Non
     text = scrape(app)
     for secret in ("123456", "654321", PHONE, "o_metrics_rule", "BREW", token):
         assert secret not in text
-    # Every request label is a rule of the app, `unmatched`, or a known method and status.
+    # Every request label this test added is a rule of the app or `unmatched`.
     rules = {rule.rule for rule in app.url_map.iter_rules()} | {"unmatched"}
-    for family in text_string_to_metric_families(text):
-        for metric in family.samples:
-            if "endpoint" in metric.labels:
-                assert metric.labels["endpoint"] in rules, metric
+    assert endpoint_labels(text) - before <= rules
+
+
+def endpoint_labels(text: str) -> set[str]:
+    return {
+        metric.labels["endpoint"]
+        for family in text_string_to_metric_families(text)
+        for metric in family.samples
+        if "endpoint" in metric.labels
+    }
 
 
 def test_token_mints_and_checks_are_counted_by_result(app: Flask) -> None:

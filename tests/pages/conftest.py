@@ -28,7 +28,7 @@ def settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture
 def app(make_app: Callable[..., Flask], qna_index: Path, settings: dict[str, Any]) -> Flask:
     """Codes on the console page (/dev/sms), as in the local sandbox; the test handbook."""
-    defaults = {"SMS_BACKEND": "console", "QNA_INDEX": str(qna_index), "QNA_MIN_SCORE": 0.05}
+    defaults = {"SMS_BACKEND": "console", "QNA_INDEX": str(qna_index), "QNA_MIN_SCORE": 0.005}
     return make_app(**{**defaults, **settings})
 
 

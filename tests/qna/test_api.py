@@ -13,7 +13,7 @@ pytestmark = pytest.mark.backends
 
 @pytest.fixture
 def qna_app(make_app, qna_index):
-    return make_app(QNA_INDEX=str(qna_index), QNA_MIN_SCORE=0.05)
+    return make_app(QNA_INDEX=str(qna_index), QNA_MIN_SCORE=0.005)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.backends
 @pytest.fixture
 def bert_app(make_app, bert_index, bert_settings):
     return make_app(
-        QNA_INDEX=str(bert_index), QNA_MIN_SCORE=0.05, QNA_BERT_MIN_SCORE=0.1, **bert_settings
+        QNA_INDEX=str(bert_index), QNA_MIN_SCORE=0.005, QNA_BERT_MIN_SCORE=0.1, **bert_settings
     )
 
 
@@ -109,7 +109,11 @@ def test_bad_bert_queries_are_400(bert_app):
 def test_a_hybrid_webhook_answer_falls_back_to_the_index_when_bert_is_down(
     make_app, bert_index, bert_settings, bert
 ):
-    app = make_app(QNA_INDEX=str(bert_index), QNA_BACKEND="hybrid", **bert_settings)
+    # The test handbook is tiny: most of a question's terms are new to it, which its
+    # coverage discounts, so its threshold is lower than the demo's.
+    app = make_app(
+        QNA_INDEX=str(bert_index), QNA_BACKEND="hybrid", QNA_MIN_SCORE=0.01, **bert_settings
+    )
     bert.down = True
     with app.test_request_context():
         assert qna.slow is True

@@ -48,7 +48,7 @@ def app(make_app: Any, bert_index: Path, bert_settings: dict[str, Any], qna_back
     return make_app(
         QNA_INDEX=str(bert_index),
         QNA_BACKEND=qna_backend,
-        QNA_MIN_SCORE=0.05,
+        QNA_MIN_SCORE=0.005,
         QNA_BERT_MIN_SCORE=0.1,
         **bert_settings,
     )

@@ -72,6 +72,9 @@ class RegistrationsQuery(Strict):
         None, max_length=200, description="part of a name, student number or department"
     )
     status: Literal["active", "cancelled", "all"] = "active"
+    department: StrictStr | None = Field(
+        None, max_length=64, description="only this department (the whole name)"
+    )
     page: int = Field(1, ge=1, le=1_000_000)
     per_page: int = Field(50, ge=1, le=100)
 

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from berater.apps.nova.schemas import STUID_PATTERN
 from berater.db import db, utcnow
 from berater.errors import BadRequest, Conflict, NotFound
+from berater.identifiers import mask_phone
+from berater.identity import audit
 from berater.models import NovaReg, SourceStudent, Student
 
 STUID = re.compile(STUID_PATTERN)
@@ -174,10 +176,19 @@ def cancel_by_stuid(stuid: str) -> list[Notice]:
     return notices
 
 
-def _filtered(q: str | None, status: str) -> list[Any]:
+def cancel_by_admin(stuid: str, actor: str, ip: str | None = None) -> list[Notice]:
+    """`cancel_by_stuid` by an admin (the API or the console), with its audit row."""
+    notices = cancel_by_stuid(stuid)
+    audit.record(actor, audit.NOVA_CANCEL, stuid, ip=ip)
+    return notices
+
+
+def _filtered(q: str | None, status: str, department: str | None = None) -> list[Any]:
     conditions: list[Any] = []
     if status != "all":
         conditions.append(NovaReg.deleted.is_(status == "cancelled"))
+    if department:
+        conditions.append(NovaReg.department == department)
     if q and q.strip():
         term = q.strip()
         conditions.append(
@@ -190,10 +201,19 @@ def _filtered(q: str | None, status: str) -> list[Any]:
     return conditions
 
 
-def registrations(q: str | None, status: str, page: int, per_page: int) -> dict[str, Any]:
-    """One page of registrations, newest first, with the totals by department."""
+def registrations(
+    q: str | None,
+    status: str,
+    page: int,
+    per_page: int,
+    department: str | None = None,
+    *,
+    mask_phones: bool = False,
+) -> dict[str, Any]:
+    """One page of registrations, newest first, with the totals by department; the phones
+    masked with `mask_phones` (a list on a screen; the exports carry them whole)."""
     session = db.session
-    conditions = _filtered(q, status)
+    conditions = _filtered(q, status, department)
     total = session.scalar(select(func.count()).select_from(NovaReg).where(*conditions)) or 0
     rows = session.scalars(
         select(NovaReg)
@@ -210,13 +230,32 @@ def registrations(q: str | None, status: str, page: int, per_page: int) -> dict[
     ).all()
     return {
         "items": [
-            {**describe(r), "cancelled": r.deleted, "updated_at": iso(r.updated_at)} for r in rows
+            {
+                **describe(r),
+                "cancelled": r.deleted,
+                "updated_at": iso(r.updated_at),
+                **({"phone": mask_phone(r.phone)} if mask_phones else {}),
+            }
+            for r in rows
         ],
         "page": page,
         "per_page": per_page,
         "total": total,
         "totals_by_department": [{"department": d, "count": c} for d, c in totals],
     }
+
+
+def departments() -> list[str]:
+    """Every department that has a registration, active or cancelled, in order (a filter's
+    choices)."""
+    return list(
+        db.session.scalars(
+            select(NovaReg.department)
+            .where(NovaReg.department.is_not(None))
+            .distinct()
+            .order_by(NovaReg.department)
+        )
+    )
 
 
 def active_registrations() -> list[NovaReg]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Response
+from flask import Response, request
 from spectree import Response as Resp
 
 from berater.apps.nova import bp, export, notify, services
@@ -20,7 +20,7 @@ from berater.db import transaction
 from berater.extensions import spec
 from berater.http import BEARER, Envelope, errors, json_body, ok, query_args
 from berater.identity import roles
-from berater.identity.auth import token_required, wechat_openid
+from berater.identity.auth import current_identity, token_required, wechat_openid
 
 STUDENT = roles.STUDENT
 ADMIN = roles.NOVA_ADMIN
@@ -91,16 +91,18 @@ def cancel() -> Response:
 def list_registrations() -> Response:
     """Registrations, newest first, searched by name, stuid or department (100 a page at most)."""
     query = query_args(RegistrationsQuery)
-    return ok(services.registrations(query.q, query.status, query.page, query.per_page))
+    return ok(
+        services.registrations(query.q, query.status, query.page, query.per_page, query.department)
+    )
 
 
 @bp.post("/admin/registrations/<stuid>/cancel")
 @token_required(ADMIN)
 @spec.validate(resp=Resp(HTTP_200=Envelope[CancelOut], **ERRORS), tags=TAGS, security=BEARER)
 def cancel_registration(stuid: str) -> Response:
-    """Cancel the active registration of a student number."""
+    """Cancel the active registration of a student number (an audit row records who did)."""
     with transaction():
-        notices = services.cancel_by_stuid(stuid)
+        notices = services.cancel_by_admin(stuid, current_identity.subject, request.remote_addr)
     notify.send_later(notices)
     return ok({"stuid": stuid, "cancelled": len(notices)})
 

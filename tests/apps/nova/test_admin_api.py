@@ -10,30 +10,11 @@ import pytest
 
 from berater.db import db
 from berater.models import NovaReg
-from tests.apps.nova.helpers import FACE_APP, GOOD, auth, make_nova_admin, make_student
+from tests.apps.nova.helpers import FACE_APP, GOOD, auth
 
 pytestmark = pytest.mark.backends
 
 HEADINGS = ["学号", "姓名", "院系", "手机号", "QQ", "自我介绍", "报名时间"]
-
-
-@pytest.fixture
-def admin(ctx, client):
-    make_nova_admin("o_admin")
-    return auth(client, "o_admin")
-
-
-def register(client, openid: str, stuid: str, name: str, department: str | None, **body):
-    make_student(openid, stuid=stuid, name=name, department=department)
-    response = client.post("/api/nova/info", json={**GOOD, **body}, headers=auth(client, openid))
-    assert response.status_code == 200, response.get_json()
-
-
-@pytest.fixture
-def three(client, ctx):
-    register(client, "o_a", "202610001", "张三", "物理系", phone="13900000001")
-    register(client, "o_b", "202610002", "李四", "物理系", phone="13900000002")
-    register(client, "o_c", "202620001", "王五", "化学系", phone="13900000003", intro="=1+1")
 
 
 def listing(client, admin, **query):
