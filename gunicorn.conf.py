@@ -46,6 +46,8 @@ accesslog = None  # the app logs one redacted line per request
 # Importing berater.logs here is cheap: the master imports the app's modules before forking
 # anyway (berater.prefork).
 logconfig_dict = gunicorn_logconfig(read_setting("LOG_FORMAT"))
+# The app logs each request; gunicorn's logger builds no access line (berater/logs.py).
+logger_class = "berater.logs.GunicornLogger"
 # gunicorn 27's control socket defaults to one path per user (~/.gunicorn), shared by every
 # gunicorn on the machine; nothing here uses it.
 control_socket_disable = True

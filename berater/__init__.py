@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from berater.settings import load_config, trusted_hosts
@@ -47,23 +47,70 @@ SHARED_MODULES = (
 
 
 class Berater(Flask):
-    """Flask, with `ensure_sync`, which Flask asks before every call of a view or a hook,
-    answering from what it found the first time for that function instead of inspecting it
-    again (berater has no coroutine views or hooks; one would still be wrapped)."""
+    """Flask, with a leaner path through every request:
+
+    - `preprocess_request` does Flask's work (the URL value preprocessors, then the
+      `before_request` hooks of the app and of the endpoint's blueprints) from lists made
+      once per endpoint (hooks cannot be added once requests are served), and in between
+      what every request needs before its view: first of all the matched rule's
+      `http.Route` into the environ (for the answer's headers and the metrics), then the
+      JSON body check (`http.check_body_before_view`);
+    - `ensure_sync`, which Flask asks before every call of a view or a hook, answers from
+      what it found the first time for that function's code instead of inspecting it again
+      (berater has no coroutine views or hooks; one would still be wrapped).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._plain: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
-            weakref.WeakKeyDictionary()
+        self._plain: dict[CodeType, bool] = {}  # one entry per def, not per closure
+        # Per endpoint (None: no rule matched): its URL value preprocessors and its
+        # before_request hooks (ready to call), in Flask's order.
+        self._hooks: dict[str | None, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+        from berater import cors, http  # not at the top: importing berater stays cheap
+
+        self.request_class = http.BeraterRequest
+        self.routes = http.Routes(self, cors.PARTNER_ROUTES)
+        self._route_key = http.ROUTE_KEY
+        self._check_body = http.check_body_before_view
+        self._blueprints_of = http.blueprints_of
+
+    def preprocess_request(self) -> Any:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule
+        route = endpoint = None
+        if rule is not None:
+            route = req.environ[self._route_key] = self.routes.of(rule)
+            endpoint = rule.endpoint
+        hooks = self._hooks.get(endpoint)
+        if hooks is None:
+            hooks = self._hooks[endpoint] = self._hooks_of(endpoint)
+        url_funcs, before_funcs = hooks
+        for url_func in url_funcs:
+            url_func(endpoint, req.view_args)
+        self._check_body(req, route)
+        for before_func in before_funcs:
+            answer = before_func()
+            if answer is not None:
+                return answer
+        return None
+
+    def _hooks_of(self, endpoint: str | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        blueprints = self._blueprints_of(endpoint) if endpoint else []
+        names = (None, *reversed(blueprints))  # the app's first, then outermost to innermost
+        url_funcs = tuple(f for name in names for f in self.url_value_preprocessors.get(name, ()))
+        before = tuple(
+            self.ensure_sync(f) for name in names for f in self.before_request_funcs.get(name, ())
         )
+        return url_funcs, before
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        try:
-            plain = self._plain[func]
-        except KeyError:
-            plain = self._plain[func] = super().ensure_sync(func) is func
-        except TypeError:  # a callable without weak references: ask Flask each time
+        # A function's or a bound method's coroutine flag is its code's (what Flask checks).
+        code = getattr(getattr(func, "__func__", func), "__code__", None)
+        if type(code) is not CodeType:  # a partial, a callable object: ask Flask each time
             return super().ensure_sync(func)
+        plain = self._plain.get(code)
+        if plain is None:
+            plain = self._plain[code] = super().ensure_sync(func) is func
         return func if plain else super().ensure_sync(func)
 
 
@@ -102,7 +149,6 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     from berater.extensions import crypto, db, migrate, sms, store, tasks, upstream, wechat
 
     app = Berater(__name__, instance_path=str(PROJECT_ROOT / "instance"))
-    app.request_class = http.RuledRequest
     app.session_interface = http.CookieSessions()
     settings = load_config(config) if isinstance(config, str) else load_config(overrides=config)
     app.config.update(settings)
@@ -120,9 +166,13 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-    # nosniff on every answer, before Flask too; each answer counted when METRICS is on
+    # Outermost: nosniff on every answer, before Flask too; the headers of the answer's route
+    # and media type (no-store, CORS, the pages'); each answer counted when METRICS is on.
     logs.configure(
-        app, http.EVERY_ANSWER, metrics.observe_request if app.config["METRICS"] else None
+        app,
+        http.EVERY_ANSWER,
+        metrics.observe_request if app.config["METRICS"] else None,
+        http.answer_headers(app, cors.add_headers),
     )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
@@ -133,18 +183,14 @@ def create_app(config: str | Mapping[str, Any] | None = None) -> Flask:
     sms.init_app(app)
     tasks.init_app(app)
 
-    app.before_request(http.read_json_body)
     if app.config["LEGACY_STATUS_200"]:
         app.after_request(http.legacy_status_line)
-    cors.init_app(app)
     # The JSON API's features nest their blueprints in this one, made per app.
     api = Blueprint("api", __name__, url_prefix="/api")
     for feature in FEATURES:
         importlib.import_module(feature).init_app(app, api)
     app.register_blueprint(api)
     errors.register_error_handlers(app)
-    # Runs after the blueprints' own hooks, so a blueprint's stricter Referrer-Policy stays.
-    app.after_request(http.security_headers(app))
     return app
 
 

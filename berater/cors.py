@@ -10,14 +10,20 @@ token in `Authorization`, never a cookie. `Vary: Origin` is on every answer of t
 endpoints, so a cache never hands one origin's answer to another.
 
 flask-cors matches resources by path alone and adds its headers whatever the method, so a
-`POST /api/token` would get them too; this hook checks the path's rule and the method.
+`POST /api/token` would get them too; here the matched rule and the method decide. The
+headers are added at the WSGI edge (`http.answer_headers` calls `add_headers` for the
+answers of a partner route, error answers included).
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from berater.urls import partner_origin
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 # The path of the route (its rule, as registered) and the methods partner pages may use.
 PARTNER_ROUTES: dict[str, frozenset[str]] = {
@@ -29,28 +35,37 @@ ALLOW_HEADERS = "Authorization, Content-Type"
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 
-def init_app(app: Flask) -> None:
-    """Add the headers after every request (error answers included)."""
-    app.after_request(add_headers)
+def add_headers(
+    environ: WSGIEnvironment,
+    methods: frozenset[str],
+    headers: list[tuple[str, str]],
+    hosts: Collection[str],
+) -> None:
+    """The CORS headers of an answer of a partner route (one allowing `methods`) for an
+    origin on `hosts` (SIGNIN_REDIRECT_HOSTS), added to the WSGI `headers`; only
+    `Vary: Origin` for any other origin or method."""
+    vary(headers, "Origin")
+    origin = environ.get("HTTP_ORIGIN", "")
+    if not origin or not partner_origin(origin, hosts):
+        return
+    method = environ.get("REQUEST_METHOD", "")
+    if method == "OPTIONS":
+        if environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "") not in methods:
+            return
+        headers.append(("Access-Control-Allow-Origin", origin))
+        headers.append(("Access-Control-Allow-Methods", ", ".join(sorted(methods))))
+        headers.append(("Access-Control-Allow-Headers", ALLOW_HEADERS))
+        headers.append(("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE)))
+    elif method in methods or (method == "HEAD" and "GET" in methods):
+        headers.append(("Access-Control-Allow-Origin", origin))
 
 
-def add_headers(response: Response) -> Response:
-    """The CORS headers for an allowed origin on a partner route; nothing elsewhere."""
-    rule = request.url_rule
-    methods = PARTNER_ROUTES.get(rule.rule) if rule is not None else None
-    if methods is None:
-        return response
-    response.vary.add("Origin")
-    origin = request.headers.get("Origin", "")
-    if not origin or not partner_origin(origin):
-        return response
-    if request.method == "OPTIONS":
-        if request.headers.get("Access-Control-Request-Method", "") not in methods:
-            return response
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
-        response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
-        response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
-    elif request.method in methods or (request.method == "HEAD" and "GET" in methods):
-        response.headers["Access-Control-Allow-Origin"] = origin
-    return response
+def vary(headers: list[tuple[str, str]], name: str) -> None:
+    """Add `name` to the answer's Vary header (WSGI `headers`, changed in place), once."""
+    for index, (header, value) in enumerate(headers):
+        if header.lower() == "vary":
+            names = {part.strip().lower() for part in value.split(",")}
+            if name.lower() not in names:
+                headers[index] = (header, f"{value}, {name}" if value.strip() else name)
+            return
+    headers.append(("Vary", name))

@@ -36,7 +36,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-db = SQLAlchemy(model_class=Base)
+class Database(SQLAlchemy):
+    """Flask-SQLAlchemy, whose end of each app context removes the context's session only
+    when there is one: a request that never touched the database (a token check, a health
+    check) skips scoped_session's two look-ups of the current context."""
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        sessions = getattr(self.session.registry, "registry", None)
+        if isinstance(sessions, dict) and not sessions:
+            return  # no session in any context: nothing to close or forget
+        super()._teardown_session(exc)
+
+
+db = Database(model_class=Base)
 
 
 def utcnow() -> datetime:

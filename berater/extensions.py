@@ -16,10 +16,11 @@ from berater.ext.store import Store
 from berater.ext.tasks import Tasks
 from berater.ext.upstream import Upstream
 from berater.ext.wechat import WeChat
-from berater.http import Validation
+from berater.http import Validation, on_errors_only
 from berater.qna.answers import Qna
 
 
+@on_errors_only
 def _reject_invalid(
     req: Any, resp: Any, req_validation_error: Any, instance: Any, *args: Any
 ) -> None:

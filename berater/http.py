@@ -5,8 +5,8 @@ through at the edge."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -15,7 +15,6 @@ from flask import (
     Request,
     Response,
     abort,
-    current_app,
     jsonify,
     make_response,
     request,
@@ -33,6 +32,9 @@ from spectree.utils import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import Rule
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
@@ -142,51 +144,144 @@ def page_policy(csp: str) -> Callable[[F], F]:
     return mark
 
 
-def security_headers(app: Flask) -> Callable[[Response], Response]:
-    """The app's after-request hook that sets the security headers of every answer, errors
-    included, in one place:
+class Route(NamedTuple):
+    """What the pipeline needs of a matched URL rule, read once from its view's marks (a
+    view's marks do not change once the app serves requests)."""
+
+    rule: str  # its text, `/api/code/<code>`: the metrics' label, never the path
+    no_store: bool  # `no_store`: Cache-Control: no-store on every answer
+    page_policy: str | None  # `page_policy`: its pages' CSP, None for the pages' own
+    body_after_auth: bool  # `checks_body_after_auth`: the view checks the body itself
+    partner_methods: frozenset[str] | None  # CORS: the methods partner origins may use
+
+
+ROUTE_KEY = "berater.route"  # where the matched rule's Route waits in the WSGI environ
+
+
+class Routes:
+    """The Route of each URL rule of `app`, worked out on the rule's first request.
+    `partner_routes` maps a rule's text to the methods partner pages may call it with
+    (berater/cors.py)."""
+
+    def __init__(self, app: Flask, partner_routes: Mapping[str, frozenset[str]]) -> None:
+        self.views = app.view_functions
+        self.partner_routes = partner_routes
+        # Keyed by id(): werkzeug's rules are unhashable. The rule is kept beside its Route,
+        # so its id cannot be reused while the entry lives, and is compared all the same.
+        self._known: dict[int, tuple[Rule, Route]] = {}
+
+    def of(self, rule: Rule) -> Route:
+        known = self._known.get(id(rule))
+        if known is not None and known[0] is rule:
+            return known[1]
+        view = self.views.get(rule.endpoint)
+        route = Route(
+            rule.rule,
+            bool(getattr(view, NO_STORE, False)),
+            getattr(view, PAGE_POLICY, None),
+            bool(getattr(view, BODY_AFTER_AUTH, False)),
+            self.partner_routes.get(rule.rule),
+        )
+        self._known[id(rule)] = (rule, route)
+        return route
+
+
+def check_body_before_view(req: Request, route: Route | None) -> None:
+    """The JSON body check before any view (the app's `preprocess_request` does this before
+    the `before_request` hooks), except for a view that checks the body itself after the
+    token (see `checks_body_after_auth`). A request without a body-carrying method (GET,
+    HEAD, OPTIONS) costs one set look-up."""
+    if req.method in JSON_METHODS and (route is None or not route.body_after_auth):
+        check_json_body(req)
+
+
+class BeraterRequest(Request):
+    """Flask's request, whose `blueprints` (asked by Flask after the view and at the end of
+    every request) is worked out once per endpoint instead of on each asking."""
+
+    @property
+    def blueprints(self) -> list[str]:
+        rule = self.url_rule
+        return [] if rule is None else blueprints_of(rule.endpoint)
+
+
+@functools.cache
+def blueprints_of(endpoint: str) -> list[str]:
+    """The names of an endpoint's blueprint and those around it, innermost first (Flask's
+    `Request.blueprints`; the list is shared, as Flask's own is, and never changed)."""
+    if "." not in endpoint:
+        return []
+    name = endpoint.rpartition(".")[0]
+    return [name, *blueprints_of(name)] if "." in name else [name]
+
+
+Headers = list[tuple[str, str]]
+JSON_TYPE = "application/json"  # most answers: known at once not to be a page
+# The headers of a page that the edge sets itself, whatever the page had (lower-cased).
+PAGE_OWN = frozenset({"content-security-policy", "x-frame-options"})
+CorsHeaders = Callable[["WSGIEnvironment", frozenset[str], Headers, Collection[str]], None]
+
+
+def answer_headers(app: Flask, cors: CorsHeaders) -> Callable[[WSGIEnvironment, Headers], None]:
+    """The headers an answer gets from its route and its media type, added at the WSGI edge
+    (the request log calls the function made here with the headers each answer starts
+    with), so they are on every answer, errors included, whoever built it:
 
     - `Cache-Control: no-store` on the answers of views marked `no_store`;
+    - on a partner route, `Vary: Origin` and, for an allowed origin, the CORS headers
+      (`cors`, given the app's SIGNIN_REDIRECT_HOSTS: berater/cors.py);
     - on every HTML page, whoever renders it: `Content-Security-Policy` (the view's
-      `page_policy`, else the pages' policy), `Referrer-Policy` (unless the view's blueprint
-      chose a stricter one) and `X-Frame-Options: DENY` for browsers without
-      `frame-ancestors`.
+      `page_policy`, else the pages' policy), `Referrer-Policy` (unless the page chose a
+      stricter one) and `X-Frame-Options: DENY` for browsers without `frame-ancestors`.
 
-    `EVERY_ANSWER` (nosniff) is added outside Flask. An envelope is JSON, so a health
-    check's answer costs a dictionary look-up here, and a token check's one header.
+    The route is the one Flask matched (`Routes`); an answer without one (404, 405, the
+    Host check's 400) gets only the page headers, when it is a page. A JSON answer of a
+    route without marks costs a look-up in the environ and a look at its first header.
     """
-    views = app.view_functions
-    default_csp = page_csp(app.config["WECHAT_OAUTH_BASE"])
+    config = app.config
+    default_csp = page_csp(config["WECHAT_OAUTH_BASE"])
 
-    def set_headers(response: Response) -> Response:
-        headers = response.headers
-        view = views.get(request._get_current_object().endpoint)  # type: ignore[attr-defined]
-        if getattr(view, NO_STORE, False):
-            # add(), not set(): it does not scan the headers already there; a second
-            # Cache-Control would be harmless (a cache that sees no-store stores nothing).
-            headers.add("Cache-Control", "no-store")
-        if type(response) is not EnvelopeResponse and response.mimetype == "text/html":
-            headers["Content-Security-Policy"] = getattr(view, PAGE_POLICY, default_csp)
-            headers.setdefault("Referrer-Policy", PAGE_REFERRER_POLICY)
-            headers["X-Frame-Options"] = "DENY"
-        return response
+    def add(environ: WSGIEnvironment, headers: Headers) -> None:
+        route: Route | None = environ.get(ROUTE_KEY)
+        if route is not None:
+            if route.no_store:
+                # A second Cache-Control would be harmless (a cache that sees no-store
+                # stores nothing), so the headers already there are not searched.
+                headers.append(("Cache-Control", "no-store"))
+            if route.partner_methods is not None:
+                cors(environ, route.partner_methods, headers, config["SIGNIN_REDIRECT_HOSTS"])
+        for name, value in headers:  # werkzeug sends Content-Type first
+            if name == "Content-Type" or name.lower() == "content-type":
+                if not value.startswith(JSON_TYPE) and is_html(value):
+                    policy = route.page_policy if route is not None else None
+                    page_headers(headers, policy or default_csp)
+                break
 
-    return set_headers
+    return add
 
 
-def read_json_body() -> None:
-    """The app's before-request hook: check the JSON body before any view, except for a
-    view that checks it itself after the token (see `checks_body_after_auth`).
+def is_html(content_type: str) -> bool:
+    """Whether a Content-Type value names an HTML document."""
+    return content_type.partition(";")[0].strip().lower() == "text/html"
 
-    A request without a body-carrying method (GET, HEAD, OPTIONS) costs one comparison.
-    """
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    if req.method not in JSON_METHODS:
-        return
-    view = current_app.view_functions.get(req.endpoint) if req.endpoint else None
-    if getattr(view, BODY_AFTER_AUTH, False):
-        return
-    check_json_body(req)
+
+def page_headers(headers: Headers, policy: str) -> None:
+    """Make `headers` (a WSGI list, changed in place) a page's: `policy` as its
+    Content-Security-Policy, X-Frame-Options DENY, and the pages' Referrer-Policy unless it
+    has one of its own."""
+    referrer = False
+    kept = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in PAGE_OWN:
+            continue
+        referrer = referrer or lower == "referrer-policy"
+        kept.append((name, value))
+    if not referrer:
+        kept.append(("Referrer-Policy", PAGE_REFERRER_POLICY))
+    kept.append(("Content-Security-Policy", policy))
+    kept.append(("X-Frame-Options", "DENY"))
+    headers[:] = kept
 
 
 def checks_body_after_auth(view: F) -> F:
@@ -253,6 +348,14 @@ def _depth(value: Any, level: int = 1) -> int:
 
 
 M = TypeVar("M", bound=BaseModel)
+ERRORS_ONLY = "acts_on_errors_only"
+
+
+def on_errors_only(hook: F) -> F:
+    """Mark a spectree `before` hook that does nothing when the request passed validation,
+    so that `Validation` calls it only for a failed one."""
+    setattr(hook, ERRORS_ONLY, True)
+    return hook
 
 
 def json_body(model: type[M]) -> M:
@@ -275,6 +378,14 @@ def query_args(model: type[M]) -> M:
     return value
 
 
+class Plan(NamedTuple):
+    """How `Validation` answers one view on its short path."""
+
+    call_before: bool  # the `before` hook does something for a request that passed
+    call_after: bool  # the `after` hook does something for an answer that passed
+    models: dict[int, Any]  # the documented model of each status answered so far, or None
+
+
 class Validation(FlaskPlugin):
     """spectree's Flask plugin, doing only the work a request needs.
 
@@ -287,8 +398,9 @@ class Validation(FlaskPlugin):
     check's constant answer, or the identity of a token checked again, costs a look-up
     instead of a pass through pydantic, which costs tens of microseconds under load, when
     its code and tables are no longer in the CPU's caches. The hooks (`before`, `after`)
-    are called as spectree calls them, except spectree's own defaults when there is no error
-    for them to log.
+    are called as spectree calls them, except spectree's own defaults, and a `before` hook
+    marked `on_errors_only`, when there is no error for them to act on. What a view needs
+    is worked out on its first request (its `Plan`).
     Anything this does not cover (form, header or cookie models, request models taken as
     view arguments, skipped validation, a view that does not return a `Response`) and
     every failed response check go through spectree's own code.
@@ -296,12 +408,34 @@ class Validation(FlaskPlugin):
 
     def __init__(self, spectree: Any) -> None:
         super().__init__(spectree)
-        self._lean: dict[Any, bool] = {}  # per view function: does the short path apply?
+        # Per view function: None where spectree's own path is needed, else the short one's.
+        self._plans: dict[Any, Plan | None] = {}
         # Raises for an invalid body, which is therefore never remembered.
         self._check_body = functools.lru_cache(maxsize=VALID_BODIES)(self._validate_body)
 
     def _validate_body(self, model: Any, body: bytes) -> None:
         self.model_adapter.validate_json(model, body)
+
+    def _passes(self, plan: Plan, resp: Any, answer: Response) -> bool:
+        """What `validate_response` finds for an `ok()` answer, without its calls: True
+        when its status has no model, or its body is known valid for the model (and is then
+        remembered); False sends it through `validate_response`, which reports a failure."""
+        status = answer.status_code
+        model = plan.models.get(status, plan)
+        if model is plan:
+            model = plan.models[status] = resp.find_model(status)
+        if model is None:
+            return True
+        chunks = answer.response
+        if type(chunks) is not list or len(chunks) != 1 or type(chunks[0]) is not bytes:
+            return False
+        if len(chunks[0]) > VALID_BODY_BYTES:
+            return False
+        try:
+            self._check_body(model, chunks[0])
+        except self.model_adapter.validation_error:
+            return False
+        return True
 
     def validate(
         self,
@@ -320,10 +454,11 @@ class Validation(FlaskPlugin):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        lean = self._lean.get(func)
-        if lean is None:
-            lean = self._lean[func] = not self._needs_spectree(func, form, headers, cookies)
-        if not lean or skip_validation:
+        try:
+            plan = self._plans[func]
+        except KeyError:
+            plan = self._plans[func] = self._plan(func, form, headers, cookies, before, after)
+        if plan is None or skip_validation:
             return super().validate(
                 func,
                 query,
@@ -341,8 +476,8 @@ class Validation(FlaskPlugin):
                 **kwargs,
             )
         adapter = self.model_adapter
-        req = request._get_current_object()  # type: ignore[attr-defined]
         if query is not None or json is not None:  # else there is nothing to read
+            req = request._get_current_object()  # type: ignore[attr-defined]
             try:
                 self.request_validation(req, query, json, None, None, None)
             except adapter.validation_error as error:
@@ -350,14 +485,33 @@ class Validation(FlaskPlugin):
                 failed = make_response(errors, validation_error_status)
                 before(req, failed, error, None, adapter)
                 abort(failed)
-        if before is not default_before_handler:  # spectree's does nothing without an error
-            before(req, None, None, None, adapter)
-        response, response_error = self.validate_response(
-            func(*args, **kwargs), resp, False, force_resp_serialize
-        )
-        if after is not default_after_handler or response_error is not None:
-            after(req, response, response_error, None, adapter)
+        if plan.call_before:
+            before(request._get_current_object(), None, None, None, adapter)  # type: ignore[attr-defined]
+        answer = func(*args, **kwargs)
+        if (
+            type(answer) is EnvelopeResponse
+            and not plan.call_after
+            and not force_resp_serialize
+            and resp is not None
+            and self._passes(plan, resp, answer)
+        ):
+            return answer
+        response, response_error = self.validate_response(answer, resp, False, force_resp_serialize)
+        if plan.call_after or response_error is not None:
+            after(request._get_current_object(), response, response_error, None, adapter)  # type: ignore[attr-defined]
         return response
+
+    def _plan(
+        self, func: Any, form: Any, headers: Any, cookies: Any, before: Any, after: Any
+    ) -> Plan | None:
+        if self._needs_spectree(func, form, headers, cookies):
+            return None
+        # spectree's own hooks, and one marked `on_errors_only`, do nothing for a request
+        # that passed; their calls are left out.
+        call_before = before is not default_before_handler and not getattr(
+            before, ERRORS_ONLY, False
+        )
+        return Plan(call_before, after is not default_after_handler, {})
 
     def _needs_spectree(self, func: Any, form: Any, headers: Any, cookies: Any) -> bool:
         if form is not None or headers is not None or cookies is not None:
@@ -402,9 +556,9 @@ class Validation(FlaskPlugin):
         if not skip_validation and resp_model is not None:
             model = resp_model.find_model(resp.status_code)
         if model is not None:
-            chunks = resp.response  # `ok()` leaves the body as one bytes object in a list
+            chunks: Any = resp.response  # `ok()` leaves the body as one bytes object in a list
             one = type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes
-            body = cast(list[bytes], chunks)[0] if one else resp.get_data()
+            body = chunks[0] if one else resp.get_data()
             try:
                 if len(body) <= VALID_BODY_BYTES:
                     self._check_body(model, body)
@@ -415,27 +569,6 @@ class Validation(FlaskPlugin):
                     resp, resp_model, skip_validation, force_resp_serialize
                 )
         return resp, None
-
-
-URL_RULE_KEY = "berater.url_rule"  # where RuledRequest leaves the matched rule's text
-
-
-class RuledRequest(Request):
-    """Flask's request, which also leaves the text of the URL rule it matched
-    (`/api/code/<code>`) in the WSGI environ, where the request log finds it for the metrics
-    after Flask has let go of the request."""
-
-    _url_rule: Rule | None = None
-
-    @property
-    def url_rule(self) -> Rule | None:
-        return self._url_rule
-
-    @url_rule.setter
-    def url_rule(self, rule: Rule | None) -> None:
-        self._url_rule = rule
-        if rule is not None:
-            self.environ[URL_RULE_KEY] = rule.rule
 
 
 class CookieSessions(SecureCookieSessionInterface):

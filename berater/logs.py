@@ -8,15 +8,16 @@ a forged line.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, has_request_context, request
+from gunicorn import glogging
 from werkzeug.wsgi import get_path_info
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HANDLER_NAME = "berater.stderr"  # the handler `configure` gives the "berater" logger
 # Told of each answer: the WSGI environ, the status code ("200") and the seconds it took.
 Observer = Callable[["WSGIEnvironment", str, float], None]
+# Given each answer's WSGI environ and its headers, before they are sent: adds to them.
+AnswerHook = Callable[["WSGIEnvironment", list[tuple[str, str]]], None]
 
 
 def redact(text: str) -> str:
@@ -125,11 +128,15 @@ FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
 
 
 def configure(
-    app: Flask, headers: Iterable[tuple[str, str]] = (), observe: Observer | None = None
+    app: Flask,
+    headers: Iterable[tuple[str, str]] = (),
+    observe: Observer | None = None,
+    answer: AnswerHook | None = None,
 ) -> None:
     """Send berater's logs to stderr through the redacting formatter of LOG_FORMAT (text or
     JSON), at LOG_LEVEL; wrap the app in the request log, which sends `headers` with every
-    answer and tells `observe` of each one."""
+    answer, lets `answer` add the headers that depend on the request, and tells `observe`
+    of each answer."""
     logger = logging.getLogger("berater")
     handler = next((h for h in logger.handlers if h.name == HANDLER_NAME), None)
     if handler is None:
@@ -143,7 +150,12 @@ def configure(
     app.logger.propagate = False
 
     app.wsgi_app = RequestLog(  # type: ignore[method-assign]
-        app.wsgi_app, logging.getLogger("berater.request"), _masks(app), tuple(headers), observe
+        app.wsgi_app,
+        logging.getLogger("berater.request"),
+        _masks(app),
+        tuple(headers),
+        observe,
+        answer,
     )
 
 
@@ -152,8 +164,9 @@ class RequestLog:
 
     The id is the caller's X-Request-ID when it is a sound one, else 32 random hex digits;
     it is kept in the environ (`request_id()`) and sent back on every answer, with the fixed
-    `headers` (appended here, where they cost a list append instead of a pass through
-    werkzeug's header checks; also on answers given before Flask). The line says method,
+    `headers` and those `answer(environ, headers)` adds (appended here, where they cost a
+    list append instead of a pass through werkzeug's header checks; also on answers given
+    before Flask). The line says method,
     path (masked, see `mask_path`; never the query string), status, time and id, and is only
     built when the access logger is on. The same fields go with the record (its `http`
     attribute) for the JSON format. The health probes' lines (QUIET_PATHS) are DEBUG.
@@ -167,34 +180,39 @@ class RequestLog:
         masks: list[tuple[re.Pattern[str], str]],
         headers: tuple[tuple[str, str], ...] = (),
         observe: Observer | None = None,
+        answer: AnswerHook | None = None,
     ) -> None:
         self.app, self.access, self.masks = app, access, masks
-        self.headers, self.observe = headers, observe
+        self.headers, self.observe, self.answer = headers, observe, answer
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID")
         request_id = incoming if incoming and REQUEST_ID.match(incoming) else new_request_id()
         environ[REQUEST_ID_KEY] = request_id
         statuses: list[str] = []
-        always = self.headers
+        always, answer = self.headers, self.answer
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if answer is not None:
+                answer(environ, headers)
             headers.append(("X-Request-ID", request_id))
             headers.extend(always)
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
         logging_on = self.access.isEnabledFor(logging.INFO)
-        if not logging_on and self.observe is None:
+        observe = self.observe
+        if not logging_on and observe is None:
             return self.app(environ, start)
         started = time.perf_counter()
         body = self.app(environ, start)
-        took = (time.perf_counter() - started) * 1000
-        status = statuses[-1].split(" ", 1)[0] if statuses else "-"
-        if self.observe is not None:
-            self.observe(environ, status, took / 1000)
+        seconds = time.perf_counter() - started
+        status = statuses[-1].partition(" ")[0] if statuses else "-"
+        if observe is not None:
+            observe(environ, status, seconds)
         if not logging_on:
             return body
+        took = seconds * 1000
         path = "/" + get_path_info(environ).lstrip("/")
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         if level == logging.DEBUG and not self.access.isEnabledFor(level):
@@ -229,8 +247,10 @@ def request_id() -> str:
 
 
 def new_request_id() -> str:
-    """32 random hex digits, as a uuid4's hex but without building a UUID."""
-    return os.urandom(16).hex()
+    """32 random hex digits. A request id only tells one request's lines from another's and
+    is no secret (a caller may choose its own), so it comes from `random`, without the
+    system call `os.urandom` makes; `random` is seeded anew in each forked worker."""
+    return getrandbits(128).to_bytes(16, "big").hex()
 
 
 def mask_path(app: Flask, pattern: re.Pattern[str], replacement: str) -> None:
@@ -243,6 +263,19 @@ def _masks(app: Flask) -> list[tuple[re.Pattern[str], str]]:
     """The app's path masks: one list, shared by `mask_path` and the request log."""
     masks: list[tuple[re.Pattern[str], str]] = app.extensions.setdefault("berater.logs", [])
     return masks
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger (gunicorn.conf.py's `logger_class`) without its access line.
+
+    The app logs each request itself, redacted and without the query string. gunicorn's
+    line stays off (gunicorn.access is kept below its level, `gunicorn_logconfig`), but
+    with a `logconfig_dict` gunicorn still built its fields for every request, the headers
+    and the whole environ among them, only to drop them: tens of microseconds a request.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 def gunicorn_logconfig(log_format: str = "text") -> dict[str, object]:

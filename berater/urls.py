@@ -42,18 +42,25 @@ class HostCheck:
     is not one of `hosts` gets a 400 envelope before Flask sees it.
 
     Flask's TRUSTED_HOSTS does the same, but walks and IDNA-encodes the list twice a request;
-    this is one set look-up. The port is not part of the check, and neither is case.
+    this is one set look-up. The port is not part of the check, and neither is case. The
+    Host values found trusted are remembered as sent (up to KNOWN_HOSTS of them), so the
+    usual request costs one look-up of its header.
     """
+
+    KNOWN_HOSTS = 64
 
     def __init__(self, app: WSGIApplication, hosts: Collection[str], legacy_200: bool) -> None:
         self.app, self.legacy_200 = app, legacy_200
         self.hosts = frozenset(name.lower() for name in hosts)
+        self.known: set[str] = set()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST")
-        if host is None:  # HTTP/1.0 without Host: the server's own name is used
+        if host is None or host in self.known:  # no Host (HTTP/1.0): the server's own name
             return self.app(environ, start_response)
         if host_name(host) in self.hosts:
+            if len(self.known) < self.KNOWN_HOSTS:
+                self.known.add(host)
             return self.app(environ, start_response)
         refused = envelope(400, f"Host {host!r} is not trusted", None)
         if self.legacy_200:
@@ -78,13 +85,16 @@ MAX_PAGE_URL = 1024
 WEB_SCHEMES = frozenset({"http", "https"})
 
 
-def partner_origin(origin: str) -> bool:
+def partner_origin(origin: str, hosts: Collection[str] | None = None) -> bool:
     """Whether `origin` (an Origin header: scheme, host and any port, nothing else) is a
-    partner page's: http or https on a host of SIGNIN_REDIRECT_HOSTS."""
+    partner page's: http or https on a host of `hosts`, by default the current app's
+    SIGNIN_REDIRECT_HOSTS."""
     parts = _web_url(origin)
     if parts is None or parts.path or parts.query or parts.fragment or origin.endswith("#"):
         return False
-    return parts.hostname in current_app.config["SIGNIN_REDIRECT_HOSTS"]
+    if hosts is None:
+        hosts = current_app.config["SIGNIN_REDIRECT_HOSTS"]
+    return parts.hostname in hosts
 
 
 def partner_page(url: str) -> bool:

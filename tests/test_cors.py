@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from berater.cors import PARTNER_ROUTES
+from berater.cors import PARTNER_ROUTES, vary
 from tests.helpers import bearer, token_for
 
 pytestmark = pytest.mark.backends
@@ -181,3 +181,19 @@ def test_every_partner_route_exists_with_its_methods(app) -> None:
             for method in rule.methods
         }
         assert methods <= registered, path
+
+
+def test_vary_origin_joins_a_vary_header_already_there() -> None:
+    cases = [
+        ([], [("Vary", "Origin")]),
+        ([("Vary", "Accept-Encoding")], [("Vary", "Accept-Encoding, Origin")]),
+        ([("vary", "Cookie, origin")], [("vary", "Cookie, origin")]),
+        (
+            [("Content-Type", "text/plain"), ("Vary", "")],
+            [("Content-Type", "text/plain"), ("Vary", "Origin")],
+        ),
+    ]
+    for before, after in cases:
+        headers = list(before)
+        vary(headers, "Origin")
+        assert headers == after, before

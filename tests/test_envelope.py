@@ -6,10 +6,11 @@ import json
 import logging
 
 import pytest
+from pydantic import BaseModel
 from spectree import Response as Resp
 
 from berater.extensions import spec
-from berater.http import Envelope, ok
+from berater.http import Envelope, ok, on_errors_only
 
 pytestmark = pytest.mark.backends
 
@@ -165,6 +166,39 @@ def test_an_answer_that_breaks_its_documented_model_is_refused_every_time(make_a
         statuses = [client.get("/api/broken").status_code for _ in range(2)]
     assert statuses == [500, 500]
     assert len([r for r in caplog.records if "Response Validation Error" in r.getMessage()]) == 2
+
+
+class Page(BaseModel):
+    page: int
+
+
+def test_a_before_hook_runs_for_every_request_unless_marked_for_errors_only(make_app):
+    app = make_app()
+    calls: dict[str, list[bool]] = {"every": [], "errors": []}
+
+    def every(req, resp, error, instance, *args):
+        calls["every"].append(error is not None)
+
+    @on_errors_only
+    def errors(req, resp, error, instance, *args):
+        calls["errors"].append(error is not None)
+
+    @app.get("/api/every")
+    @spec.validate(query=Page, resp=Resp(HTTP_200=Envelope[dict[str, int]]), before=every)
+    def with_every():
+        return ok({"page": 1})
+
+    @app.get("/api/errors")
+    @spec.validate(query=Page, resp=Resp(HTTP_200=Envelope[dict[str, int]]), before=errors)
+    def with_errors():
+        return ok({"page": 1})
+
+    client = app.test_client()
+    for path in ("/api/every", "/api/errors"):
+        assert client.get(f"{path}?page=2").status_code == 200
+        assert client.get(f"{path}?page=2").status_code == 200
+        assert client.get(f"{path}?page=two").status_code == 400
+    assert calls == {"every": [False, False, True], "errors": [True]}
 
 
 def test_answers_that_never_reach_a_view_get_a_request_id_too(client):

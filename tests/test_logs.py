@@ -7,8 +7,13 @@ import json
 import logging
 import os
 import re
+import runpy
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from gunicorn import glogging
+from gunicorn.config import Config
 
 from berater import logs
 from berater.logs import SafeFormatter, redact
@@ -138,3 +143,48 @@ def test_a_text_app_after_a_json_app_logs_text_again(make_app):
     ours = [h for h in logging.getLogger("berater").handlers if h.name == logs.HANDLER_NAME]
     assert len(ours) == 1
     assert type(ours[0].formatter) is SafeFormatter
+
+
+def test_forked_workers_make_different_request_ids():
+    """Request ids come from `random`, which each forked worker seeds anew: two workers
+    forked from one master never hand out the same sequence."""
+    ids = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: its first ids, then gone
+            os.close(read)
+            os.write(write, "".join(logs.new_request_id() for _ in range(4)).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as answer:
+            ids.append(answer.read().decode())
+        os.waitpid(pid, 0)
+    assert all(re.fullmatch(r"[0-9a-f]{128}", sequence) for sequence in ids)
+    assert ids[0] != ids[1]
+    assert logs.new_request_id() not in ids[0] + ids[1]
+
+
+def test_gunicorn_builds_no_access_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app logs each request; gunicorn.conf.py's logger class never builds gunicorn's
+    access line, whose fields (headers, the whole environ) gunicorn would otherwise put
+    together for every request only to drop them."""
+    # gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR; not for the tests after this one.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    conf = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py"))
+    assert conf["logger_class"] == "berater.logs.GunicornLogger"
+    config = Config()
+    config.set("accesslog", "-")  # an access log gunicorn would write
+    built: list[str] = []
+
+    def spy(base: type[glogging.Logger]) -> glogging.Logger:
+        class Spied(base):
+            def atoms(self, *args: object) -> dict[str, str]:
+                built.append(base.__name__)
+                return {}
+
+        return Spied(config)
+
+    for logger in (spy(logs.GunicornLogger), spy(glogging.Logger)):
+        logger.access(None, None, {}, timedelta(0))
+    assert built == ["Logger"]  # gunicorn's own, not ours

@@ -1,4 +1,4 @@
-"""Security headers (berater/http.py, `security_headers`): no cache keeps an answer that
+"""Security headers (berater/http.py, `answer_headers`): no cache keeps an answer that
 carries a token or personal data, errors included; every page gets the Content-Security-
 Policy, whoever renders it, and runs only scripts and styles from berater/static; every
 answer says nosniff; the API docs are a setting."""
@@ -9,11 +9,11 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Blueprint, Response, render_template_string
+from flask import Blueprint, Response, abort, render_template_string, request
 
 from berater.db import db
 from berater.docs.pages import DOCS_POLICY
-from berater.http import NO_STORE
+from berater.http import NO_STORE, checks_body_after_auth, no_store, page_policy
 from berater.settings import default
 from tests import factories
 from tests.helpers import bearer, token_for
@@ -246,6 +246,60 @@ def test_a_page_added_later_gets_the_policy_too(make_app):
     for path in ("/later/page", "/later/html"):
         assert_page_headers(client.get(path), app)
     assert client.get("/later/page").status_code == 200
+
+
+def test_a_later_blueprint_s_marks_hold_for_every_answer_of_its_views(make_app):
+    """What a new blueprint of pages with forms does: it only marks its views, and every
+    answer of a marked view, its error pages included, carries what the marks say."""
+    app = make_app()
+    later = Blueprint("later", __name__, url_prefix="/later")
+    policy = "default-src 'none'; form-action 'self'; frame-ancestors 'none'"
+
+    @later.errorhandler(403)
+    def refused(exc):
+        return Response("<p>refused</p>", 403, mimetype="text/html")
+
+    @later.route("/form", methods=["GET", "POST"])
+    @no_store
+    @page_policy(policy)
+    @checks_body_after_auth
+    def form() -> Response:
+        if request.method == "POST" and request.form.get("csrf") != "good":
+            abort(403)
+        page = Response("<form method=post></form>", mimetype="text/html")
+        page.headers["Content-Security-Policy"] = "default-src *"  # replaced, never kept
+        return page
+
+    @later.post("/plain")
+    def plain() -> Response:
+        return Response("<p>never</p>", mimetype="text/html")
+
+    app.register_blueprint(later)
+    client = app.test_client()
+    answers = {
+        "page": client.get("/later/form"),
+        "post": client.post("/later/form", data={"csrf": "good"}),  # a form, not a 415
+        "refused": client.post("/later/form", data={"csrf": "forged"}),
+        "head": client.head("/later/form"),
+    }
+    assert {name: a.status_code for name, a in answers.items()} == {
+        "page": 200,
+        "post": 200,
+        "refused": 403,
+        "head": 200,
+    }
+    for name, answer in answers.items():
+        assert answer.headers.getlist("Cache-Control") == ["no-store"], name
+        assert answer.headers.getlist("Content-Security-Policy") == [policy], name
+        assert answer.headers["X-Frame-Options"] == "DENY", name
+        assert answer.headers["Referrer-Policy"] == "same-origin", name
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", name
+    # An unmarked view's form post is refused before the view, as the API's are.
+    unmarked = client.post("/later/plain", data={"csrf": "good"})
+    assert unmarked.status_code == 415
+    assert "Cache-Control" not in unmarked.headers
+    assert unmarked.mimetype == "application/json"
+    assert "Content-Security-Policy" not in unmarked.headers
 
 
 def test_every_answer_says_nosniff(make_app):

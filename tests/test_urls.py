@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from berater.db import db
 from berater.settings import load_config, trusted_hosts
-from berater.urls import host_name
+from berater.urls import HostCheck, host_name
 from tests import factories
 from tests.helpers import bearer
 
@@ -109,6 +109,21 @@ def test_the_host_check_ignores_case_and_port_and_follows_legacy_mode(
     legacy = make_app(LEGACY_STATUS_200=True).test_client()
     answer = legacy.get("/api/ping", headers={"Host": EVIL})
     assert answer.status_code == 200 and answer.get_json()["code"] == 400
+
+
+def test_the_host_check_remembers_only_a_few_trusted_host_values(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    check = app.wsgi_app.app  # the request log's inner layer
+    assert isinstance(check, HostCheck)
+    for port in range(1, 3 * HostCheck.KNOWN_HOSTS):
+        assert client.get("/api/ping", headers={"Host": f"localhost:{port}"}).status_code == 200
+    for _ in range(2):  # asked again: still refused, never remembered
+        assert client.get("/api/ping", headers={"Host": EVIL}).status_code == 400
+    assert len(check.known) == HostCheck.KNOWN_HOSTS
+    assert EVIL not in check.known and "localhost:1" in check.known
 
 
 def test_x_forwarded_host_through_a_trusted_proxy_is_checked_too(

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from berater.ext.wechat import client as wechat_client
 from berater.ext.wechat import ticket
+from berater.metrics import LATENCY
 from standins.aliyun import RunningAliyunSms
 from standins.wechat import RunningWeChat
 from tests.chat.helpers import event_xml, post, signed_query, text_xml, url
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.backends
 ROOT = Path(__file__).resolve().parents[2]
 PHONE, OTHER_PHONE = "13812345678", "13912345678"
 REQUESTS = "berater_http_request_duration_seconds_count"
+SUM = "berater_http_request_duration_seconds_sum"
 
 
 def sample(name: str, **labels: str) -> float:
@@ -222,3 +224,65 @@ def test_an_empty_multiprocess_folder_means_this_process_only(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"counted\n"
     assert list(tmp_path.iterdir()) == []
+
+
+# Observes the same durations through the request log's path and through prometheus_client's
+# own `observe` under another rule, then once more in a forked worker; prints the scrape.
+MULTIPROCESS_REQUESTS = """
+import os, sys
+from berater import metrics
+from berater.http import ROUTE_KEY, Route
+
+env = {"REQUEST_METHOD": "GET", ROUTE_KEY: Route("/api/ping", False, None, False, None)}
+durations = (0.0, 0.001, 0.005, 0.0050001, 0.3, 10.0, 20.0)
+for seconds in durations:
+    metrics.observe_request(env, "200", seconds)
+    metrics.HTTP_REQUESTS.labels("/reference", "GET", "200").observe(seconds)
+series = metrics._requests[("/api/ping", "GET", "200")]
+assert isinstance(series.__self__, metrics.FileSeries), series
+pid = os.fork()
+if pid == 0:
+    metrics.observe_request(env, "200", 0.02)
+    os._exit(0)
+os.waitpid(pid, 0)
+metrics.observe_request(env, "200", 0.02)
+sys.stdout.write(metrics.render(os.environ["PROMETHEUS_MULTIPROC_DIR"])[0].decode())
+"""
+
+
+def test_under_gunicorn_a_request_is_written_as_prometheus_would_write_it(
+    tmp_path: Path,
+) -> None:
+    """The request histogram's own write path in multiprocess mode (metrics.FileSeries):
+    every bucket, count and sum as prometheus_client's `observe` gives them, each worker in
+    its own file, a forked worker's requests added to the totals."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_REQUESTS],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    samples: dict[str, dict[tuple[str, str], float]] = {"/api/ping": {}, "/reference": {}}
+    for family in text_string_to_metric_families(done.stdout.decode()):
+        for metric in family.samples:
+            rule = metric.labels.get("endpoint")
+            if family.name == "berater_http_request_duration_seconds" and rule in samples:
+                samples[rule][(metric.name, metric.labels.get("le", ""))] = metric.value
+    ours, reference = samples["/api/ping"], samples["/reference"]
+    assert len(reference) == len(LATENCY) + 3  # each bucket, +Inf, the count and the sum
+    two_more = {  # the two requests at 0.02 s, in this process and in the forked one
+        (name, le): value + (2 if float(le or "inf") >= 0.02 and name != SUM else 0)
+        for (name, le), value in reference.items()
+    }
+    two_more[(SUM, "")] = reference[(SUM, "")] + 0.04
+    assert ours.keys() == two_more.keys()
+    for key, value in two_more.items():
+        assert ours[key] == pytest.approx(value), key
+    assert reference[(f"{REQUESTS}", "")] == 7
+    assert reference[("berater_http_request_duration_seconds_bucket", "0.005")] == 3
+    assert len(list(folder.glob("histogram_*.db"))) == 2
