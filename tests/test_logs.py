@@ -188,3 +188,13 @@ def test_gunicorn_builds_no_access_line(monkeypatch: pytest.MonkeyPatch) -> None
     for logger in (spy(logs.GunicornLogger), spy(glogging.Logger)):
         logger.access(None, None, {}, timedelta(0))
     assert built == ["Logger"]  # gunicorn's own, not ours
+
+
+def test_request_ids_never_look_like_a_phone_or_an_id_card():
+    """A made-up id holds at most seven digits in a row, so the log's masking of phones
+    (11 digits) and ID cards (18) leaves it readable in every line."""
+    for _ in range(20_000):
+        request_id = logs.new_request_id()
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+        assert not re.search(r"[0-9]{8}", request_id)
+        assert logs.redact(request_id) == request_id
