@@ -27,6 +27,10 @@ measure a setting production does not use.
 
 A text message is a question for the Q&A bot, answered from the demo handbook's index (built
 here; `--qna placeholder` measures the webhook alone, with the bot's fixed not-ready text).
+The texts rotate through a set of different questions (`--questions`, by default the 574
+development questions of data/qna/dev-questions.jsonl, in students' words), so consecutive
+messages ask different things and no per-question cache could answer them for free; the
+set used is printed with the figures.
 A fast backend (the default, lexical) is answered inside the reply; a slow one (BERT)
 answers `success` at once and sends the answer later through the customer-service API.
 That API is a stand-in WeChat started here (it also serves the access token); the benchmark
@@ -43,6 +47,7 @@ Needs `wrk`. Shares the server handling with bench/token_check.py.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -52,6 +57,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -91,19 +97,36 @@ end
 """
 
 
-QUESTION = "报到需要带什么材料？"
+QUESTIONS = Path("data") / "qna" / "dev-questions.jsonl"  # under the project's root
 ANSWER_PAGE = "https://berater.example.edu.cn/qna/answer"
 CLICK_KEY = "BENCH"  # a menu key with no route of its own: the default text, answered at once
 
 
-def _body_parts(kind: str, created: int) -> tuple[str, str]:
-    """The body around its unique number: a text's MsgId, or a click's sender (events have
-    no MsgId; WeChat's dedupe key for them is FromUserName + CreateTime)."""
+def load_questions(path: Path) -> list[str]:
+    """The questions of a JSON-lines file (each line an object with its text in "q"),
+    escaped for XML, each on one line (the pool file holds one request a line)."""
+    if not path.is_absolute():
+        path = tc.PROJECT_ROOT / path
+    questions = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            text = " ".join(str(json.loads(line)["q"]).split())
+            if text:
+                questions.append(escape(text))
+    if not questions:
+        raise RuntimeError(f"no questions in {path}")
+    return questions
+
+
+def _body_parts(kind: str, created: int, question: str = "") -> tuple[str, str]:
+    """The body around its unique number: a text's MsgId (the text asks `question`), or a
+    click's sender (events have no MsgId; WeChat's dedupe key for them is FromUserName +
+    CreateTime)."""
     if kind == "text":
         head = (
             f"<xml><ToUserName>{ACCOUNT}</ToUserName><FromUserName>{OPENID}</FromUserName>"
             f"<CreateTime>{created}</CreateTime><MsgType>text</MsgType>"
-            f"<Content>{QUESTION}</Content><MsgId>"
+            f"<Content>{question}</Content><MsgId>"
         )
         return head, "</MsgId></xml>"
     head = f"<xml><ToUserName>{ACCOUNT}</ToUserName><FromUserName>oBench_"
@@ -145,13 +168,23 @@ def pool_size(rate: float, duration: float) -> int:
     return min(MAX_POOL, max(MIN_POOL, int(rate * duration * POOL_FACTOR)))
 
 
-def build_pool(path: Path, size: int, settings: Any, prefix: int, kind: str, safe: bool) -> Path:
+def build_pool(
+    path: Path,
+    size: int,
+    settings: Any,
+    prefix: int,
+    kind: str,
+    safe: bool,
+    questions: list[str],
+) -> Path:
     """`size` requests with distinct MsgIds (senders), each with its own signed query (a
-    nonce of its own) and, in safe mode, encrypted with its msg_signature."""
+    nonce of its own) and, in safe mode, encrypted with its msg_signature; texts ask the
+    `questions` in turn."""
     timestamp = str(int(time.time()))
-    head, tail = _body_parts(kind, int(timestamp))
+    parts = [_body_parts(kind, int(timestamp), question) for question in questions]
     lines = []
     for n in range(size):
+        head, tail = parts[n % len(parts)]
         xml = f"{head}{prefix * 10**12 + n}{tail}"
         nonce = str(prefix * 10**7 + n)  # distinct within the pool, and from other pools
         query, body = chat.signed_request(
@@ -207,13 +240,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "click: a menu click answered in the reply (encrypted in safe mode)",
     )
     parser.add_argument(
+        "--questions",
+        type=Path,
+        default=QUESTIONS,
+        help="JSON lines with each question's text in \"q\" (relative to the project's root); "
+        "text messages ask them in turn (default: the development questions)",
+    )
+    parser.add_argument(
         "--qna",
         choices=["handbook", "placeholder"],
         default="handbook",
         help="handbook: text questions are answered from the demo handbook's index (the "
         "search included); placeholder: the bot's not-ready text (the webhook alone)",
     )
-    return tc.parse_server_args(parser, argv)
+    args = tc.parse_server_args(parser, argv)
+    args.question_texts = load_questions(args.questions) if args.message == "text" else []
+    return args
 
 
 def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) -> None:
@@ -229,6 +271,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], notes: list[str]) 
         f"wrk_threads={tc.WRK_THREADS} cpus={os.cpu_count()} LOG_LEVEL=WARNING "
         f"message={args.message}"
     )
+    if args.message == "text":
+        print(f"questions: {len(args.question_texts)} different, in turn, from {args.questions}")
     print(f"best of {args.rounds} runs each, alternating ping/plaintext/safe, same server")
     print()
     print(f"{'endpoint':<40}{'messages/s':>12}{'p99 ms':>10}")
@@ -308,6 +352,7 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     drain(standin.fake)
     print(f"server up at {base}: /chat/ answers both modes", flush=True)
 
+    questions = args.question_texts
     ping_script = tc.wrk_script(tmp / "ping.lua", None)
     results: dict[str, Any] = {}
     notes: list[str] = []
@@ -317,7 +362,9 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
         rate = ping.requests_per_s  # the webhook is not faster than the bare endpoint
         for name, safe, prefix in (("plain", False, 10 + attempt), ("safe", True, 20 + attempt)):
             size = pool_size(rate, args.duration)
-            pool = build_pool(tmp / f"{name}.txt", size, settings, prefix, args.message, safe)
+            pool = build_pool(
+                tmp / f"{name}.txt", size, settings, prefix, args.message, safe, questions
+            )
             script = pool_script(tmp / f"{name}.lua", pool)
             result = measure(name, attempt, f"{base}/chat/", script, args)
             if result.total and result.total > size:
