@@ -2,19 +2,23 @@
 
 Order matters: the query signature and timestamp are checked before the body is read or
 parsed; each query signature is bound to the first message it carried (another message under
-it is refused, see `bind_signature`); a message is handled once per dedupe key within
-DEDUPE_TTL (a repeat gets the stored reply); a slow route answers `success` at once and sends
-its text through the API later, from a background task (when the task queue is full, it
-answers BUSY_REPLY instead).
+it is refused, see `respond`); a message is handled once per dedupe key within DEDUPE_TTL (a
+repeat gets the stored reply); a slow route answers `success` at once and sends its text
+through the API later, from a background task (when the task queue is full, it answers
+BUSY_REPLY instead).
 
-Two ways to keep "once" (routes.py says which route takes which):
-* a route with side effects, or a slow one, is claimed before it runs: of parallel
-  deliveries only the first runs it, the others wait for its stored reply (two store round
-  trips: the claim, then the reply);
-* a pure route (it only reads) is answered first, and its reply is kept only if no delivery
-  kept one before: a repeat may run it again but gets the first reply, byte for byte (one
-  round trip; this is the common text question, answered inside the reply).
-A repeat costs one more round trip, to read the first reply.
+The binding of the signature and the message's dedupe entry are one atomic store step (a Lua
+script, `_SETTLE`). Two ways to keep "once" (routes.py says which route takes which):
+* a route with side effects, or a slow one, is claimed before it runs: the step binds the
+  signature and claims the message; of parallel deliveries only the first runs it, the
+  others wait for its stored reply (two store round trips: the step, then the reply);
+* a pure route (it only reads) is answered first, and the step binds the signature and keeps
+  the reply unless a delivery kept one before: a repeat may run it again but gets the first
+  reply, byte for byte (one round trip; this is the common text question, answered inside
+  the reply). A message refused under a reused signature was answered for nothing: its
+  reply is dropped, nothing is kept or sent, and its answer is a 403 as before.
+The step hands a repeat the first delivery's value, so a repeat costs no further round trip
+unless the first is still being made.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import current_app
 
@@ -62,14 +67,19 @@ class SignatureReused(SignatureRefused):
     message = "signature already used for another message"
 
 
-# Bind KEYS[1] (a signature) to ARGV[1] (a message digest) unless it is bound already; the
-# digest it is bound to, in one step, so of two messages under one signature only one binds.
-_BIND_SIGNATURE = """
+# One step per message. KEYS[1] is the query signature's key, KEYS[2] the message's dedupe
+# key; ARGV[1] the message's digest and ARGV[2] how long (ms) the signature stays bound;
+# ARGV[3] the value to keep for the message (its reply, or PENDING) and ARGV[4] for how long.
+# A signature bound to another message: {0}, nothing written. Else the signature is bound (if
+# it was not) and ARGV[3] kept unless a value was kept first: {1}, or {2, the first value}.
+_SETTLE = """
 local bound = redis.call('GET', KEYS[1])
-if bound then return bound end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return ARGV[1]
+if bound and bound ~= ARGV[1] then return {0} end
+if not bound then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {1} end
+return {2, redis.call('GET', KEYS[2])}
 """
+REFUSED, KEPT = 0, 1
 
 
 def check_request(args: Mapping[str, str]) -> None:
@@ -133,61 +143,85 @@ def open_body(args: Mapping[str, str], body: bytes) -> tuple[Message, str | None
     return parse_message(plain), key
 
 
-def bind_signature(args: Mapping[str, str], message: Message) -> None:
-    """Refuse a message under a query signature that already carried another one.
+def respond(args: Mapping[str, str], message: Message) -> str:
+    """The plaintext reply (XML or `success`) to `message`, which came under the signed
+    query `args`; a repeat delivery gets the first one's reply.
 
     The query `signature` covers token, timestamp and nonce, not the body: a signed query
     copied from a log could carry a forged message while its timestamp is fresh. Each
     signature is therefore bound, for SIGNATURE_TTL, to a digest of the first message it
     carried (its fields, decrypted in safe mode: a retry re-encrypted by WeChat is still the
     same message). WeChat's retry of the same message passes and gets the stored reply;
-    anything else under that signature is a 403, logged without its content. Safe mode is
-    bound too: its query carries the same `signature`, and a copy of it sent as plaintext
-    would otherwise pass.
+    anything else under that signature is a 403 (SignatureReused), logged without its
+    content, and nothing of it is kept or sent. Safe mode is bound too: its query carries the
+    same `signature`, and a copy of it sent as plaintext would otherwise pass.
     """
-    signature = args.get("signature", "").strip().lower()  # as check_signature compares it
-    canonical = json.dumps(message.fields, sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    bound = store.script(_BIND_SIGNATURE)(
-        keys=[store.key(AREA, SIGNATURE + signature)], args=[digest, SIGNATURE_TTL * 1000]
-    )
-    if bound != digest:
-        metrics.WEBHOOK_REPLAYS.inc()
-        log.warning("chat: refused a message under a signature that carried another one")
-        raise SignatureReused()
-
-
-def respond(message: Message) -> str:
-    """The plaintext reply (XML or `success`); a repeat delivery gets the first one's reply."""
-    metrics.webhook_message(message.msg_type, message.event)
     route = route_for(message)
     slow = route.is_slow()
+    settle = _Settle(args, message)
     if route.pure and not slow:
-        return _answer_and_keep(route.handler, message)
-    return _claim_and_run(route.handler, slow, message)
+        return _answer_and_keep(route.handler, message, settle)
+    return _claim_and_run(route.handler, slow, message, settle)
 
 
-def _answer_and_keep(handler: Handler, message: Message) -> str:
+class _Settle:
+    """The store step of one message (`_SETTLE`): its signature bound, its value kept."""
+
+    __slots__ = ("digest", "keys")
+
+    def __init__(self, args: Mapping[str, str], message: Message) -> None:
+        signature = args.get("signature", "").strip().lower()  # as check_signature compares it
+        canonical = json.dumps(message.fields, sort_keys=True, ensure_ascii=False)
+        self.digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        self.keys = [store.key(AREA, SIGNATURE + signature), store.key(AREA, message.dedupe_key)]
+
+    def __call__(self, message: Message, value: str) -> str | None:
+        """Bind the signature and keep `value` for the message: None when this delivery's
+        value was kept, else the value kept first (a repeat); SignatureReused when the
+        signature carried another message."""
+        args = [self.digest, SIGNATURE_TTL * 1000, value, DEDUPE_TTL * 1000]
+        outcome = _settle_script()(keys=self.keys, args=args)
+        if outcome[0] == REFUSED:
+            metrics.WEBHOOK_REPLAYS.inc()
+            log.warning("chat: refused a message under a signature that carried another one")
+            raise SignatureReused()
+        metrics.webhook_message(message.msg_type, message.event)
+        if outcome[0] == KEPT:
+            return None
+        metrics.WEBHOOK_DUPLICATES.inc()
+        return str(outcome[1]) if len(outcome) > 1 else ""
+
+
+def _settle_script() -> Callable[..., Any]:
+    """`_SETTLE`, registered once per app."""
+    script = current_app.extensions.get("berater.chat.settle")
+    if script is None:
+        script = current_app.extensions["berater.chat.settle"] = store.script(_SETTLE)
+    return script
+
+
+def _answer_and_keep(handler: Handler, message: Message, settle: _Settle) -> str:
     """A pure route: answer, then keep the reply unless a delivery kept one first."""
-    key = message.dedupe_key
     reply = _reply(handler, message)
-    if store.set_if_absent(AREA, key, DONE + reply, DEDUPE_TTL):
+    first = settle(message, DONE + reply)
+    if first is None:
+        _answered(message)
         return reply
-    metrics.WEBHOOK_DUPLICATES.inc()
-    return _reply_of_first(key, store.get(AREA, key))
+    return _reply_of_first(message.dedupe_key, first)
 
 
-def _claim_and_run(handler: Handler, slow: bool, message: Message) -> str:
+def _claim_and_run(handler: Handler, slow: bool, message: Message, settle: _Settle) -> str:
     """A route with side effects, or a slow one: claim the message, then run it once."""
     key = message.dedupe_key
-    if not store.set_if_absent(AREA, key, PENDING, DEDUPE_TTL):
-        metrics.WEBHOOK_DUPLICATES.inc()
-        return _reply_of_first(key, store.get(AREA, key))
+    first = settle(message, PENDING)
+    if first is not None:
+        return _reply_of_first(key, first)
     try:
         if slow:
             reply = SUCCESS if _run_later(handler, message) else _busy(message)
         else:
             reply = _reply(handler, message)
+            _answered(message)
     except BaseException:
         store.delete(AREA, key)  # let WeChat's retry run it again
         raise
@@ -201,8 +235,11 @@ def _reply(handler: Handler, message: Message) -> str:
     # Cut here with the answers page as the link; Q&A answers come already cut, with a link
     # to their own question.
     text = fit_text(text, links.answer_url()) if text else ""
-    log.info("chat %s/%s answered", message.msg_type, message.event or "-")
     return text_reply(message.sender, message.account, text) if text else SUCCESS
+
+
+def _answered(message: Message) -> None:
+    log.info("chat %s/%s answered", message.msg_type, message.event or "-")
 
 
 def _reply_of_first(key: str, value: str | None) -> str:

@@ -43,9 +43,9 @@ def handshake() -> Response:
 @bp.post("/")
 def receive() -> Response:
     """A pushed message or event: the reply, or `success`."""
-    message, aes_key = services.open_body(request.args, g.chat_body)
-    services.bind_signature(request.args, message)
-    body, mimetype = services.render(services.respond(message), aes_key)
+    args = request.args
+    message, aes_key = services.open_body(args, g.chat_body)
+    body, mimetype = services.render(services.respond(args, message), aes_key)
     return _plain(body) if mimetype == "text/plain" else Response(body, mimetype=mimetype)
 
 
