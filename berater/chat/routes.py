@@ -75,8 +75,8 @@ def answer(question: str) -> str:
     question = question.strip()[:MAX_QUESTION]
     found = qna.answer(question) if question else None
     if not found:
-        return fit_text(_setting("WECHAT_QNA_NOT_READY"), links.answer_url())
-    return fit_text(found, answer_url(question))
+        return fit_text(_setting("WECHAT_QNA_NOT_READY"), links.answer_url)
+    return fit_text(found, lambda: answer_url(question))
 
 
 def question(message: Message) -> str | None:

@@ -234,7 +234,7 @@ def _reply(handler: Handler, message: Message) -> str:
     text = handler(message)
     # Cut here with the answers page as the link; Q&A answers come already cut, with a link
     # to their own question.
-    text = fit_text(text, links.answer_url()) if text else ""
+    text = fit_text(text, links.answer_url) if text else ""
     return text_reply(message.sender, message.account, text) if text else SUCCESS
 
 
