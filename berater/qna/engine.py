@@ -11,6 +11,7 @@ its best sentence or two for the question (`highlight`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -216,7 +217,7 @@ class Engine:
         each one's idf), with the next one when it is short. With the kinds of fact the
         question asks for (`asked`; a `_Weights` knows them), a sentence holding none of
         them weighs 1 / (1 + the index's kind weight)."""
-        sentences = [s for s in SENTENCE.split(text) if s.strip()]
+        sentences, folded, held = _sentences(text)
         if len(sentences) < 2:
             return text
         if isinstance(weights, _Weights):
@@ -225,14 +226,10 @@ class Engine:
         if not weights:
             return text
         other = 1.0 / (1.0 + self.index.kind_weight) if asked else 1.0
-        # Folding the paragraph once keeps its sentence ends (only their width changes).
-        folded = [s for s in SENTENCE.split(fold(text)) if s.strip()]
-        if len(folded) != len(sentences):
-            folded = [fold(s) for s in sentences]
         best, best_score = 0, -1.0
         for n, sentence in enumerate(folded):
             score = sum(w for gram, w in weights.items() if gram in sentence)
-            if asked and not kinds.sentence_kinds(sentence) & asked:
+            if asked and not held[n] & asked:
                 score *= other
             if score > best_score:
                 best, best_score = n, score
@@ -260,6 +257,20 @@ class Engine:
             raise BertUnavailable("the BERT server is not configured (BERT_HOST)")
         texts = [document_text(p) for p in self.index.paragraphs]
         return self.encoder.encode_batches(texts, progress=progress)
+
+
+@functools.lru_cache(maxsize=8192)
+def _sentences(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """A paragraph's sentences, the same folded, and the kinds of fact each folded one
+    holds: what `Engine.highlight` compares a question with, worked out once per paragraph
+    text (an index holds a few thousand) instead of for every answer."""
+    sentences = [s for s in SENTENCE.split(text) if s.strip()]
+    # Folding the paragraph once keeps its sentence ends (only their width changes).
+    folded = [s for s in SENTENCE.split(fold(text)) if s.strip()]
+    if len(folded) != len(sentences):
+        folded = [fold(s) for s in sentences]
+    held = tuple(kinds.sentence_kinds(sentence) for sentence in folded)
+    return tuple(sentences), tuple(folded), held
 
 
 class _Weights:
