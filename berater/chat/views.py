@@ -11,7 +11,7 @@ from berater import logs
 from berater.chat import bp, services
 from berater.chat.messages import MAX_BODY, MalformedMessage
 from berater.errors import ApiError
-from berater.http import read_body
+from berater.http import checks_body_after_auth, read_body
 
 log = logging.getLogger("berater.chat")
 
@@ -23,7 +23,8 @@ def _plain(body: str, status: int = 200) -> Response:
 @bp.url_value_preprocessor
 def check_and_read(endpoint: str | None, values: dict | None) -> None:
     """Runs before the app's own hooks: the signature first, then the body, read once here
-    (up to 64 KiB instead of the app's JSON limit) so the JSON hook sees nothing to parse."""
+    (up to 64 KiB instead of the app's JSON limit); `receive` is marked so that the app's
+    JSON body check leaves it alone."""
     services.check_request(request.args)
     if request.method != "POST":
         return
@@ -41,6 +42,7 @@ def handshake() -> Response:
 
 
 @bp.post("/")
+@checks_body_after_auth  # its XML body is read by check_and_read once the signature holds
 def receive() -> Response:
     """A pushed message or event: the reply, or `success`."""
     args = request.args
