@@ -338,6 +338,20 @@ def test_parallel_deliveries_of_a_slow_question_send_one_answer(make_app, slow_q
     assert len(_wait_for_sent(wechat, count=2, timeout=1.0)) == 1
 
 
+def test_a_question_answered_in_the_reply_is_one_store_round_trip(client, store_client):
+    post(client, text_xml("你好", sender="o_warm"))  # the app's first message loads the script
+    with store_client.monitor() as monitor:
+        assert post(client, text_xml("新生报到时间？", sender="o_once")).status_code == 200
+        store_client.echo("end of the message")
+        sent = []
+        while "end of the message" not in (command := monitor.next_command())["command"]:
+            if command["client_type"] != "lua":  # not one the script ran itself
+                sent.append(command["command"].split()[0].upper())
+    opening = {"HELLO", "PING", "CLIENT", "SELECT", "AUTH"}  # a connection opened or checked
+    # The signature bound and the reply kept by one script.
+    assert [name for name in sent if name not in opening] == ["EVALSHA"]
+
+
 def test_two_events_from_different_users_at_the_same_second_both_run(client, counted):
     post(client, event_xml("subscribe", sender="o_a", created=1700000002))
     post(client, event_xml("subscribe", sender="o_b", created=1700000002))
