@@ -10,12 +10,12 @@ What it measures, on one throwaway server and in one run:
 
 Every message has its own MsgId, so the webhook's dedupe (a repeat within 5 minutes gets the
 first delivery's stored reply) never short-cuts a measured request: each one runs its route
-and stores its reply (one store round trip for these pure, fast routes), and each request
-has its own signed query, as WeChat sends them: the webhook accepts a query signature for
-one message only (a signed query reused for another body is a 403), which costs one more
-store round trip per message. Signing per request in Lua is not possible (wrk's Lua has no
-SHA-1 or AES), so before each run a pool of requests with distinct MsgIds is signed (and in
-safe mode encrypted, with its `msg_signature`) and the Lua script rotates through it:
+and stores its reply, and each request has its own signed query, as WeChat sends them: the
+webhook accepts a query signature for one message only (a signed query reused for another
+body is a 403). For these pure, fast routes both are one store round trip per message.
+Signing per request in Lua is not possible (wrk's Lua has no SHA-1 or AES), so before each
+run a pool of requests with distinct MsgIds is signed (and in safe mode encrypted, with its
+`msg_signature`) and the Lua script rotates through it:
 
 * plaintext: the pool is sized from the bare endpoint's rate just measured (x1.5), which
   the webhook does not exceed;
