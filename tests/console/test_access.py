@@ -157,6 +157,41 @@ def test_a_wechat_user_without_a_staff_role_is_refused(live_server: str, wechat)
     browser.close()
 
 
+def _wechat_came_back(browser: Browser, start: str) -> str:
+    """Start a sign-in at `start` and approve it on the stand-in WeChat: the callback URL
+    WeChat sends the browser to, not yet opened."""
+    url = get(browser.http, start).headers["Location"]
+    page = browser.http.get(url, timeout=TIMEOUT)
+    assert page.status_code == 200, page.text
+    return browser._approve(url, page.text)
+
+
+def test_a_wechat_callback_without_its_code_or_from_elsewhere_is_refused(
+    live_server: str, wechat, staff: Staff
+) -> None:
+    browser = Browser(staff.wechat("o_staff_callback", roles.ADMIN), wechat.url)
+    back = _wechat_came_back(browser, f"{live_server}/admin/signin/wechat?next=/admin/")
+    query = parse_qs(urlsplit(back).query)
+    without_code = get(
+        browser.http, f"{live_server}/admin/signin/callback?state={query['state'][0]}"
+    )
+    assert without_code.status_code == 400
+    assert "did not send a sign-in code" in element_text(without_code.text, "message")
+    assert get(browser.http, f"{live_server}/admin/").status_code == 303
+
+    # A sign-in started by another set of pages cannot open a console session.
+    elsewhere = _wechat_came_back(browser, f"{live_server}/api/admin/go/link/admin")
+    query = parse_qs(urlsplit(elsewhere).query)
+    refused = get(
+        browser.http,
+        f"{live_server}/admin/signin/callback?state={query['state'][0]}&code={query['code'][0]}",
+    )
+    assert refused.status_code == 400
+    assert "not started from the console" in element_text(refused.text, "message")
+    assert get(browser.http, f"{live_server}/admin/").status_code == 303
+    browser.close()
+
+
 def test_a_change_without_its_csrf_token_is_refused(live_server: str, staff: Staff) -> None:
     staff.account("office", roles.ADMIN)
     http = sign_in_http(live_server, "office")
