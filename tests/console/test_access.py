@@ -14,7 +14,14 @@ from berater.db import db, transaction
 from berater.identity import roles, subjects
 from berater.models import Privilege
 from tests.admin.helpers import Browser, element_text
-from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, sign_in_http
+from tests.console.conftest import (
+    PASSWORD,
+    TIMEOUT,
+    Staff,
+    csrf_of,
+    post_sign_in,
+    sign_in_http,
+)
 
 STRICT_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -69,18 +76,7 @@ def test_after_signing_in_the_browser_only_goes_to_a_console_page(
 ) -> None:
     staff.account("office", roles.ADMIN)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    signed = http.post(
-        f"{live_server}/admin/signin",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "office",
-            "password": PASSWORD,
-            "next": target,
-        },
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    signed = post_sign_in(http, live_server, "office", PASSWORD, next_page=target)
     assert signed.status_code == 303
     assert signed.headers["Location"] == "/admin/"
 
@@ -90,13 +86,7 @@ def test_a_wrong_password_shows_the_form_again_and_opens_nothing(
 ) -> None:
     staff.account("office", roles.ADMIN)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    refused = http.post(
-        f"{live_server}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": "office", "password": "wrong-pass-123"},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = post_sign_in(http, live_server, "office", "wrong-pass-123")
     assert refused.status_code == 401
     assert 'id="error"' in refused.text and 'id="password-form"' in refused.text
     assert 'value="office"' in refused.text  # the username stays typed in
@@ -110,13 +100,7 @@ def test_an_account_without_a_staff_role_is_refused(
 ) -> None:
     staff.account("helper", *holding)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    refused = http.post(
-        f"{live_server}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": "helper", "password": PASSWORD},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = post_sign_in(http, live_server, "helper", PASSWORD)
     assert refused.status_code == 403
     assert "admin" in element_text(refused.text, "error")
     assert get(http, f"{live_server}/admin/").status_code == 303
@@ -125,13 +109,7 @@ def test_an_account_without_a_staff_role_is_refused(
 def test_a_disabled_account_cannot_sign_in(live_server: str, staff: Staff) -> None:
     staff.account("gone", roles.ADMIN, disabled=True)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    refused = http.post(
-        f"{live_server}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": "gone", "password": PASSWORD},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = post_sign_in(http, live_server, "gone", PASSWORD)
     assert refused.status_code == 401
     assert get(http, f"{live_server}/admin/").status_code == 303
 

@@ -18,7 +18,7 @@ from berater.identity import audit, roles
 from berater.models import AuthUser
 from tests.admin.helpers import audit_rows, element_attr, element_text, holders
 from tests.admin.test_qr import modules
-from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, sign_in_http
+from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, post_sign_in, sign_in_http
 
 pytestmark = pytest.mark.backends
 
@@ -281,17 +281,7 @@ def test_an_account_is_created_reset_disabled_and_enabled(app, live_server, offi
     assert reset.status_code == 303
     # The new password signs in (and is refused only for want of a staff role).
     http = requests.Session()
-    signin = http.get(f"{live_server}/admin/signin", timeout=TIMEOUT)
-    tried = http.post(
-        f"{live_server}/admin/signin",
-        data={
-            "csrf_token": csrf_of(signin.text),
-            "username": "desk",
-            "password": "Quiet-Meadow-42",
-        },
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    tried = post_sign_in(http, live_server, "desk", "Quiet-Meadow-42")
     assert tried.status_code == 403
     assert "admin or nova_admin" in element_text(tried.text, "error")
 
