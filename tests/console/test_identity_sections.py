@@ -362,6 +362,7 @@ def test_a_bad_filter_is_shown_beside_its_field(live_server, office, trail, quer
     page = get(office, f"{live_server}/admin/audit?{query}")
     assert page.status_code == 400
     assert f'id="{field}"' in page.text
+    assert f'aria-invalid="true" aria-describedby="{field}"' in page.text  # read out with it
     assert element_text(page.text, "total") == "3"  # the rest of the filter still applies
     export = get(office, f"{live_server}/admin/audit/export.csv?{query}")
     assert export.status_code == 400 and export.headers["Content-Type"].startswith("text/html")
