@@ -215,6 +215,22 @@ def test_duplicates_in_the_file_reject_every_line_involved(app, runner, tmp_path
     assert set(stored(app)) == {CARDS[2], CARDS[6]}
 
 
+def test_a_number_repeated_on_many_lines_names_a_few_of_them(app, runner, tmp_path):
+    """Each reason names the first few other lines and counts the rest, so a file of one
+    number on every line stays a short report (the whole list would grow with the square
+    of the file)."""
+    rows = [
+        person(1, stuid="S1", id_card=id_card(n), admission_id=f"A{n}") for n in range(1, 3001)
+    ]
+    result = run(runner, write_csv(tmp_path, rows))
+    reasons = rejected_lines(result.stdout)
+    assert len(reasons) == 3000
+    assert reasons[2] == "the same stuid as line 3, 4, 5, 6, 7 and 2,994 more"
+    assert reasons[5] == "the same stuid as line 2, 3, 4, 6, 7 and 2,994 more"
+    assert reasons[3001] == "the same stuid as line 2, 3, 4, 5, 6 and 2,994 more"
+    assert stored(app) == {}
+
+
 def test_a_number_of_another_id_card_in_the_database_is_rejected(app, runner, tmp_path):
     assert run(runner, write_csv(tmp_path, [person(1), person(2)])).exit_code == 0
     taken = person(3, stuid="202600001")  # line 2: person 1's student number
