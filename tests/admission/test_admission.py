@@ -219,9 +219,7 @@ def test_a_number_repeated_on_many_lines_names_a_few_of_them(app, runner, tmp_pa
     """Each reason names the first few other lines and counts the rest, so a file of one
     number on every line stays a short report (the whole list would grow with the square
     of the file)."""
-    rows = [
-        person(1, stuid="S1", id_card=id_card(n), admission_id=f"A{n}") for n in range(1, 3001)
-    ]
+    rows = [person(1, stuid="S1", id_card=id_card(n), admission_id=f"A{n}") for n in range(1, 3001)]
     result = run(runner, write_csv(tmp_path, rows))
     reasons = rejected_lines(result.stdout)
     assert len(reasons) == 3000
