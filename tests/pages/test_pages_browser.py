@@ -280,6 +280,28 @@ def test_a_mismatched_id_card_looks_like_a_wrong_number_until_the_daily_limit(
     phone.assert_clean()
 
 
+def test_an_id_card_bound_to_another_account_is_said_beside_the_card(
+    app, live_server, wechat, phone
+):
+    row = bound_student(app, openid="o_first_owner")
+    page = phone.page
+    page.goto(f"{live_server}/?type=student")
+    sign_in_at_wechat(phone, wechat.url, "o_second_owner")
+    page.wait_for_url(re.compile(r"/register/student$"))
+    send_code(phone, "13700003333")
+    page.fill("#f-code", last_code(live_server, "13700003333"))
+    page.fill("#f-id_card", row["id_card"])
+    page.fill("#f-id", row["stuid"])
+    page.click("button[type=submit]")
+    expect()(page.locator("#f-id_card-error")).to_have_text(
+        "这个身份证号码已经绑定了另一个微信账号。如有疑问，请联系招生办。"
+    )
+    phone.shot("card-taken")
+    with app.app_context():
+        assert db.session.get(Student, "o_second_owner") is None
+    phone.assert_clean()
+
+
 @pytest.mark.parametrize("settings", [{"SMS_IP_LIMITS": ((1, 3600),)}], indirect=True)
 def test_a_send_limit_shows_its_wait(app, live_server, wechat, phone):
     page = phone.page
