@@ -113,13 +113,15 @@ def forget() -> None:
 
 
 def restart() -> str | None:
-    """A fresh state for the remembered landing by type, using up the permission; None when
-    there is none (a plain sign-in, or a restart already tried)."""
+    """A fresh state for the remembered landing (a landing by type, or any sign-in refused
+    for a failure of ours or WeChat's), using up the permission; None when there is none
+    (a plain sign-in, or a restart already tried)."""
     again: Any = session.pop(AGAIN_KEY, None)
     if not isinstance(again, dict):
         return None
+    kind = again.get("kind")
     try:
-        return begin(str(again.get("target") or ""), str(again.get("kind")))
+        return begin(str(again.get("target") or ""), None if kind is None else str(kind))
     except BadRequest:  # the settings changed since: no longer a landing we may go to
         return None
 

@@ -64,6 +64,10 @@ def callback() -> Response | str:
         if again is None:
             raise
         return _to_wechat(again)
+    except ApiError as exc:
+        if exc.status >= 500:  # WeChat or the upstream limit: a reload later signs in anew
+            services.remember(landing)
+        raise
     if landing.kind:
         services.remember(landing)
         return redirect(services.after_sign_in(landing, result))
