@@ -16,6 +16,11 @@ question whose words meet in one sentence prefers that paragraph to a neighbour 
 them spread out. A sentence that holds the kind of fact the question asks for (an amount,
 a date, a place: `kinds`) counts in full, any other 1 / (1 + kind weight) of its score.
 
+The office's FAQ questions are a field of their own: each paragraph holds the variants of the
+FAQ entries that name it (normalised like a question), scored with the same characters and
+bigrams, so a question in students' words meets the paragraph the office wrote such a
+question for even when it is not close enough to a variant to be answered by the FAQ first.
+
 Last, every score of a question is multiplied by its coverage, the share of the question's
 distinct characters and bigrams that occur anywhere in the handbook, raised to the coverage
 weight. The order of the paragraphs stays; a question about what the handbook has no words
@@ -52,6 +57,7 @@ HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's
 SENTENCE_WEIGHT = 0.5  # the best sentence's weight beside the text's (1)
 KIND_WEIGHT = 2.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
 COVERAGE_WEIGHT = 1.5  # scores are multiplied by the share of the question's terms known
+ASKED_WEIGHT = 0.5  # the FAQ questions naming a paragraph, beside the text's weight (1)
 SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
 
@@ -268,6 +274,16 @@ def document_text(paragraph: Paragraph) -> str:
     return f"{heading} {paragraph.text}"
 
 
+def asked_texts(paragraphs: Sequence[Paragraph], entries: Sequence[Compiled]) -> list[str]:
+    """The asked field: per paragraph, the (normalised) variants of the FAQ entries naming
+    it, one after another."""
+    asked: dict[str, list[str]] = {}
+    for entry in entries:
+        for pid in entry.ids:
+            asked.setdefault(pid, []).extend(entry.variants)
+    return ["\n".join(asked.get(p.id, ())) for p in paragraphs]
+
+
 def heading_text(paragraph: Paragraph) -> str:
     """The heading field: the chapter's and the section's names (or the title)."""
     names = [paragraph.chapter, paragraph.section or paragraph.title]
@@ -291,6 +307,8 @@ class Index:
     sentence_weight: float = SENTENCE_WEIGHT
     kind_weight: float = KIND_WEIGHT
     coverage_weight: float = COVERAGE_WEIGHT
+    asked: Bm25 | None = None  # the FAQ's questions per paragraph; None without an FAQ
+    asked_weight: float = ASKED_WEIGHT
     synonyms: Synonyms = NO_SYNONYMS
     faq: FaqIndex = field(default_factory=lambda: FaqIndex([]))
     vectors: np.ndarray | None = None  # BERT embeddings, one L2-normalised row per paragraph
@@ -307,6 +325,7 @@ class Index:
         sentence_weight: float = SENTENCE_WEIGHT,
         kind_weight: float = KIND_WEIGHT,
         coverage_weight: float = COVERAGE_WEIGHT,
+        asked_weight: float = ASKED_WEIGHT,
         synonyms: Synonyms = NO_SYNONYMS,
         faq: Faq | None = None,
         progress: Callable[[int], None] | None = None,
@@ -326,6 +345,12 @@ class Index:
                 progress(1)
         chars = Bm25.fit(char_docs)
         bodies = document_texts([p.text for p in paragraphs], synonyms)
+        entries = (
+            compile_entries(faq, lambda q: question_text(q, synonyms), {p.id for p in paragraphs})
+            if faq is not None
+            else []
+        )
+        asked_docs = [segment.chars(t) for t in asked_texts(paragraphs, entries)]
         return cls(
             paragraphs=list(paragraphs),
             words=Bm25.fit(word_docs),
@@ -338,14 +363,10 @@ class Index:
             sentence_weight=sentence_weight,
             kind_weight=kind_weight,
             coverage_weight=coverage_weight,
+            asked=Bm25.fit(asked_docs) if any(asked_docs) else None,
+            asked_weight=asked_weight,
             synonyms=synonyms,
-            faq=FaqIndex(
-                compile_entries(
-                    faq, lambda q: question_text(q, synonyms), {p.id for p in paragraphs}
-                )
-                if faq is not None
-                else []
-            ),
+            faq=FaqIndex(entries),
             build_id=uuid.uuid4().hex,
             built_at=time.time(),
         )
@@ -375,10 +396,12 @@ class Index:
         grams: list[str] | None = None,
         sentences: bool = True,
         kind_weight: float | None = None,
+        asked: bool = True,
     ) -> Components:
         """The question's word, character, heading and best-sentence scores, each 0..1 per
         paragraph (the word scores None unless `words`, the heading scores None unless
-        `headings`, the sentence scores None unless `sentences`); `prepared`: the question
+        `headings`, the sentence scores None unless `sentences`, the FAQ questions' None
+        unless `asked` and the index has them); `prepared`: the question
         is `prepare`d; `grams`: its characters and bigrams; `kind_weight`: instead of the
         index's."""
         text = question if prepared else self.prepare(question)
@@ -398,6 +421,7 @@ class Index:
             self.headings.scores(grams) if headings else None,
             best,
             len(ids) / distinct if distinct else 0.0,
+            self.asked.scores(grams) if asked and self.asked is not None else None,
         )
 
     def lexical_scores(
@@ -405,7 +429,7 @@ class Index:
     ) -> np.ndarray:
         """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`, and
         the heading field's BM25 at `heading_weight` and the best sentence's at
-        `sentence_weight` beside them, times the question's coverage to the power
+        `sentence_weight` and the FAQ questions' at `asked_weight` beside them, times the question's coverage to the power
         `coverage_weight`. At an ngram weight of 1 the words are not needed, nor jieba."""
         parts = self.components(
             question,
@@ -414,8 +438,11 @@ class Index:
             words=self.ngram_weight < 1,
             grams=grams,
             sentences=bool(self.sentence_weight),
+            asked=bool(self.asked_weight),
         )
-        scores = blend(parts, self.ngram_weight, self.heading_weight, self.sentence_weight)
+        scores = blend(
+            parts, self.ngram_weight, self.heading_weight, self.sentence_weight, self.asked_weight
+        )
         return covered(scores, parts.coverage, self.coverage_weight)
 
     def save(self, path: str | Path) -> int:
@@ -429,6 +456,8 @@ class Index:
             "sentence_weight": self.sentence_weight,
             "kind_weight": self.kind_weight,
             "coverage_weight": self.coverage_weight,
+            "asked_weight": self.asked_weight,
+            "asked": self.asked.terms if self.asked is not None else None,
             "synonyms": self.synonyms.groups,
             "faq": [[e.line, list(e.variants), list(e.ids), e.answer] for e in self.faq.entries],
             "userdict": self.userdict,
@@ -448,6 +477,8 @@ class Index:
         }
         if self.sentences is not None:
             arrays.update(self.sentences.arrays())
+        if self.asked is not None:
+            arrays.update(self.asked.arrays("asked"))
         if self.vectors is not None:
             arrays["vectors"] = self.vectors.astype(np.float32)
         buffer = io.BytesIO()
@@ -480,6 +511,12 @@ class Index:
             sentence_weight=meta["sentence_weight"],
             kind_weight=meta["kind_weight"],
             coverage_weight=meta["coverage_weight"],
+            asked=(
+                Bm25.from_arrays(arrays, "asked", meta["asked"], n)
+                if meta.get("asked") is not None
+                else None
+            ),
+            asked_weight=meta.get("asked_weight", 0.0),
             synonyms=Synonyms(meta["synonyms"]),
             faq=FaqIndex(Compiled(ln, tuple(v), tuple(i), a) for ln, v, i, a in meta["faq"]),
             build_id=meta["build_id"],
@@ -544,6 +581,7 @@ class Components(NamedTuple):
     headings: np.ndarray | None
     sentences: np.ndarray | None = None
     coverage: float = 1.0  # the share of the question's distinct terms the handbook has
+    asked: np.ndarray | None = None  # the FAQ questions naming each paragraph
 
 
 def covered(scores: np.ndarray, coverage: float, weight: float) -> np.ndarray:
@@ -557,9 +595,12 @@ def blend(
     ngram_weight: float,
     heading_weight: float,
     sentence_weight: float = 0.0,
+    asked_weight: float = 0.0,
+    asked: np.ndarray | None = None,
 ) -> np.ndarray:
     """The lexical score from its parts: text (words and characters) at weight 1, headings at
-    `heading_weight`, the best sentence at `sentence_weight`, divided by the sum of the
+    `heading_weight`, the best sentence at `sentence_weight`, the FAQ questions naming the
+    paragraph at `asked_weight` (`asked`, or the components' own), divided by the sum of the
     weights so that it stays 0..1."""
     words, grams, headings = components[:3]
     sentences = components[3] if len(components) > 3 else None
@@ -576,4 +617,9 @@ def blend(
     if sentence_weight and sentences is not None:
         total = total + sentence_weight * sentences
         weights += sentence_weight
+    if asked is None and isinstance(components, Components):
+        asked = components.asked
+    if asked_weight and asked is not None:
+        total = total + asked_weight * asked
+        weights += asked_weight
     return total if weights == 1.0 else total / weights
