@@ -56,8 +56,8 @@ NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, 
 HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
 SENTENCE_WEIGHT = 0.5  # the best sentence's weight beside the text's (1)
 KIND_WEIGHT = 2.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
-COVERAGE_WEIGHT = 1.5  # scores are multiplied by the share of the question's terms known
-ASKED_WEIGHT = 0.5  # the FAQ questions naming a paragraph, beside the text's weight (1)
+COVERAGE_WEIGHT = 1.0  # scores are multiplied by the share of the question's terms known
+ASKED_WEIGHT = 1.0  # the FAQ questions naming a paragraph, beside the text's weight (1)
 SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
 
