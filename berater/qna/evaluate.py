@@ -12,10 +12,10 @@ characters' share and the headings' weight, then, with that share, the headings'
 sentence's and the kinds' weights together; then, for each coverage weight, the highest
 threshold that still answers 90 % of their answerable questions, and of those the pair that
 declines most of their unanswerable ones. With an FAQ, the weight of its questions as a field
-of the paragraphs they name is chosen with the headings', sentence's and kinds' weights
-(without the FAQ it is 0: the FAQ then neither answers first nor ranks). It scores the held-out fold with them. The mean
-of the folds' figures is what the engine can be expected to do on questions it was not
-tuned on.
+of the paragraphs they name is chosen after those three, before the coverage (without the
+FAQ it is 0: the FAQ then neither answers first nor ranks). It scores the held-out fold
+with them. The mean of the folds' figures is what the engine can be expected to do on
+questions it was not tuned on.
 """
 
 from __future__ import annotations

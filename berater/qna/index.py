@@ -428,9 +428,10 @@ class Index:
         self, question: str, *, prepared: bool = False, grams: list[str] | None = None
     ) -> np.ndarray:
         """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`, and
-        the heading field's BM25 at `heading_weight` and the best sentence's at
-        `sentence_weight` and the FAQ questions' at `asked_weight` beside them, times the question's coverage to the power
-        `coverage_weight`. At an ngram weight of 1 the words are not needed, nor jieba."""
+        the heading field's BM25 at `heading_weight`, the best sentence's at `sentence_weight`
+        and the FAQ questions' at `asked_weight` beside them, times the question's coverage
+        to the power `coverage_weight`. At an ngram weight of 1 the words are not needed, nor
+        jieba."""
         parts = self.components(
             question,
             bool(self.heading_weight),
