@@ -20,6 +20,7 @@ The office's FAQ questions are a field of their own: each paragraph holds the va
 FAQ entries that name it (normalised like a question), scored with the same characters and
 bigrams, so a question in students' words meets the paragraph the office wrote such a
 question for even when it is not close enough to a variant to be answered by the FAQ first.
+A paragraph scores the higher of its blend without that field and with it (`blend`).
 
 Last, every score of a question is multiplied by its coverage, the share of the question's
 distinct characters and bigrams that occur anywhere in the handbook, raised to the coverage
@@ -54,10 +55,10 @@ K1, B = 1.2, 0.75
 SENTENCE_B = 0.0  # sentences are short: their length does not discount a match
 NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, README)
 HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
-SENTENCE_WEIGHT = 0.5  # the best sentence's weight beside the text's (1)
-KIND_WEIGHT = 2.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
+SENTENCE_WEIGHT = 0.25  # the best sentence's weight beside the text's (1)
+KIND_WEIGHT = 1.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
 COVERAGE_WEIGHT = 1.0  # scores are multiplied by the share of the question's terms known
-ASKED_WEIGHT = 1.0  # the FAQ questions naming a paragraph, beside the text's weight (1)
+ASKED_WEIGHT = 2.0  # the FAQ questions naming a paragraph, beside the text's weight (1)
 SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
 
@@ -600,9 +601,12 @@ def blend(
     asked: np.ndarray | None = None,
 ) -> np.ndarray:
     """The lexical score from its parts: text (words and characters) at weight 1, headings at
-    `heading_weight`, the best sentence at `sentence_weight`, the FAQ questions naming the
-    paragraph at `asked_weight` (`asked`, or the components' own), divided by the sum of the
-    weights so that it stays 0..1."""
+    `heading_weight`, the best sentence at `sentence_weight`, divided by the sum of the
+    weights so that it stays 0..1. With the FAQ questions naming the paragraph (`asked`, or
+    the components' own) at `asked_weight`, the higher of that score and the one with them
+    beside the rest: a paragraph is found by its own words, or by the office's questions for
+    it where those meet the question better, and a question in the handbook's words is not
+    drawn to a neighbour whose FAQ questions share a few of them."""
     words, grams, headings = components[:3]
     sentences = components[3] if len(components) > 3 else None
     if words is None or ngram_weight >= 1:
@@ -618,9 +622,9 @@ def blend(
     if sentence_weight and sentences is not None:
         total = total + sentence_weight * sentences
         weights += sentence_weight
+    score = total if weights == 1.0 else total / weights
     if asked is None and isinstance(components, Components):
         asked = components.asked
     if asked_weight and asked is not None:
-        total = total + asked_weight * asked
-        weights += asked_weight
-    return total if weights == 1.0 else total / weights
+        return np.maximum(score, (total + asked_weight * asked) / (weights + asked_weight))
+    return score
