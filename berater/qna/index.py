@@ -23,9 +23,10 @@ question for even when it is not close enough to a variant to be answered by the
 A paragraph scores the higher of its blend without that field and with it (`blend`).
 
 Last, every score of a question is multiplied by its coverage, the share of the question's
-distinct characters and bigrams that occur anywhere in the handbook, raised to the coverage
-weight. The order of the paragraphs stays; a question about what the handbook has no words
-for (驾照, 奶茶) falls below the threshold sooner than a terse one about what it covers.
+distinct characters and bigrams that occur anywhere in the handbook or in the FAQ's
+questions (the words students use for its topics), raised to the coverage weight. The order
+of the paragraphs stays; a question about what neither has words for (驾照, 奶茶) falls below
+the threshold sooner than a terse one about what they cover.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, 
 HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
 SENTENCE_WEIGHT = 0.25  # the best sentence's weight beside the text's (1)
 KIND_WEIGHT = 1.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
-COVERAGE_WEIGHT = 1.0  # scores are multiplied by the share of the question's terms known
+COVERAGE_WEIGHT = 1.5  # scores are multiplied by the share of the question's terms known
 ASKED_WEIGHT = 2.0  # the FAQ questions naming a paragraph, beside the text's weight (1)
 SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
@@ -415,13 +416,17 @@ class Index:
         if sentences and self.sentences is not None:
             weight = self.kind_weight if kind_weight is None else kind_weight
             best = self.sentences.best(ids, possible, kinds.question_kinds(text), weight)
-        distinct = len(set(grams))
+        distinct = set(grams)
+        known = len(ids)
+        if asked and self.asked is not None:
+            vocab, chars = self.asked.vocab, self.chars.vocab
+            known += sum(1 for g in distinct if g in vocab and g not in chars)
         return Components(
             self.words.scores(segment.words(text)) if words else None,
             self.chars.scores_of(ids, possible),
             self.headings.scores(grams) if headings else None,
             best,
-            len(ids) / distinct if distinct else 0.0,
+            known / len(distinct) if distinct else 0.0,
             self.asked.scores(grams) if asked and self.asked is not None else None,
         )
 
@@ -582,7 +587,7 @@ class Components(NamedTuple):
     grams: np.ndarray
     headings: np.ndarray | None
     sentences: np.ndarray | None = None
-    coverage: float = 1.0  # the share of the question's distinct terms the handbook has
+    coverage: float = 1.0  # the share of the question's distinct terms the handbook (or FAQ) has
     asked: np.ndarray | None = None  # the FAQ questions naming each paragraph
 
 

@@ -11,7 +11,7 @@ from berater.qna import faq
 from berater.qna.corpus import load
 from berater.qna.engine import Engine, Thresholds
 from berater.qna.evaluate import Question, evaluate
-from berater.qna.index import Index, asked_texts
+from berater.qna.index import Index, asked_texts, blend
 from tests.conftest import HANDBOOK
 
 FAQ = """问：开学赶不上到校怎么办
@@ -65,10 +65,10 @@ def test_a_paragraph_scores_the_better_of_its_text_and_its_faq_questions(
     bare = Index.build(paragraphs, faq=entries, asked_weight=0.0)
     assert parts.asked is not None and parts.asked.max() > 0
     weights = 1 + index.heading_weight + index.sentence_weight
-    alone = bare.lexical_scores(QUESTION)
+    alone = blend(parts, 1.0, index.heading_weight, index.sentence_weight)  # without the field
+    beside = (alone * weights + 2 * parts.asked) / (weights + 2)
     known = parts.coverage**index.coverage_weight
-    beside = (alone * weights + 2 * parts.asked * known) / (weights + 2)
-    assert np.allclose(index.lexical_scores(QUESTION), np.maximum(alone, beside), atol=1e-6)
+    assert np.allclose(index.lexical_scores(QUESTION), np.maximum(alone, beside) * known)
     assert (beside > alone).any() and (beside < alone).any()  # each side wins somewhere
     # A question in the handbook's own words scores as it would without the field.
     text = "逾期未还的图书，每册每天收取滞纳金"
@@ -87,3 +87,17 @@ def test_eval_without_the_faq_leaves_its_questions_out_of_the_ranking(paragraphs
     assert evaluate(engine, asked).top1 == 1.0
     assert evaluate(engine, asked, use_faq=False).top1 == 0.0
     assert index.asked_weight == 2.0  # the engine's own index is left as it was
+
+
+def test_the_faqs_words_count_as_known_to_the_coverage(paragraphs, entries):
+    """A word of the office's questions (赶不上) is a word of the handbook's topics; one
+    neither uses (火锅) is not."""
+    with_faq = Index.build(paragraphs, faq=entries)
+    bare = Index.build(paragraphs)
+    handbook = bare.components("赶不上", words=False).coverage
+    assert handbook < 1  # the handbook has 不, not 赶 or 赶不
+    assert with_faq.components("赶不上", words=False).coverage == 1.0
+    mixed = with_faq.components("赶不上火锅", words=False).coverage
+    assert 0 < mixed < 1 and mixed > bare.components("赶不上火锅", words=False).coverage
+    # Without the FAQ's field (as `qna eval` measures without the FAQ), the handbook alone.
+    assert with_faq.components("赶不上", words=False, asked=False).coverage == handbook
