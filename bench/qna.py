@@ -6,9 +6,10 @@ What it measures, in one run:
   campus, other numbers, the sentences in another order): build seconds and file size;
 * per-question latency of `Engine.search` with every step the service takes (folding the
   question, traditional to simplified, stripping its scaffolding, the office's synonyms and
-  FAQ, segmenting it with jieba, scoring every paragraph, its headings and its sentences
-  with the kinds of fact the question asks for, the question's coverage, the top 3 with
-  their sources and best sentences): p50 and p99 over the development questions, repeated;
+  FAQ, segmenting it with jieba, scoring every paragraph, its headings, its sentences with
+  the kinds of fact the question asks for and the FAQ's questions naming it, the question's
+  coverage, the top 3 with their sources and best sentences): p50 and p99 over the
+  development questions, repeated;
 * the same questions asked as the service asks them, through the app's extension
   (`qna.engine`, which looks at the index file's modification time at most once a second,
   so a worker serves a rebuilt index without a restart): p50; and `qna.engine` alone, beside

@@ -322,33 +322,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     from berater.settings import load_config
-    from standins import aliyun as aliyun_standin
-    from standins import wechat as wechat_standin
 
     load_before = os.getloadavg()[0]
     servers = tc.load_servers()
     stack.callback(servers._stop_all)
-    wechat = wechat_standin.running(wechat_standin.FakeWeChat(latency=args.latency))
-    stack.callback(wechat.stop)
-    aliyun = aliyun_standin.running(
-        aliyun_standin.FakeAliyunSms(
-            soak.SMS_KEY, soak.SMS_SECRET, soak.SIGN_NAME, soak.TEMPLATE, latency=args.latency
-        )
-    )
-    stack.callback(aliyun.stop)
+    wechat, aliyun = soak.start_standins(stack, args.latency)
     print(f"preparing: db={args.db} store={args.store} in {tmp}", flush=True)
     environment = tc.prepare(args, tmp, stack, servers)
-    environment.settings |= {
-        "WECHAT_API_BASE": wechat.url,
-        "WECHAT_OAUTH_BASE": wechat.url,
-        "SMS_BACKEND": "aliyun",
-        "SMS_ENDPOINT": aliyun.url,
-        "SMS_ACCESS_KEY": soak.SMS_KEY,
-        "SMS_ACCESS_SECRET": soak.SMS_SECRET,
-        "SMS_SIGN_NAME": soak.SIGN_NAME,
-        "SMS_TEMPLATE_CODE": soak.TEMPLATE,
-        "TRUSTED_PROXIES": "1",  # each SMS person's own address in X-Forwarded-For
-    }
+    environment.settings |= soak.standin_settings(wechat, aliyun)
     if args.threads is not None:
         environment.settings["GUNICORN_THREADS"] = str(args.threads)
     if args.upstream_max is not None:

@@ -598,23 +598,24 @@ class Outcome(Exception):
     """The run finished but had errors or a failed check (exit status 1, figures printed)."""
 
 
-def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
-    from berater.settings import load_config
+def start_standins(stack: ExitStack, latency: float = 0.0) -> tuple[Any, Any]:
+    """The stand-in WeChat and Aliyun SMS, each answering after `latency` seconds, stopped
+    with `stack`."""
     from standins import aliyun as aliyun_standin
     from standins import wechat as wechat_standin
 
-    load_before = os.getloadavg()[0]
-    servers = tc.load_servers()
-    stack.callback(servers._stop_all)
-    wechat = wechat_standin.running()
+    wechat = wechat_standin.running(wechat_standin.FakeWeChat(latency=latency))
     stack.callback(wechat.stop)
     aliyun = aliyun_standin.running(
-        aliyun_standin.FakeAliyunSms(SMS_KEY, SMS_SECRET, SIGN_NAME, TEMPLATE)
+        aliyun_standin.FakeAliyunSms(SMS_KEY, SMS_SECRET, SIGN_NAME, TEMPLATE, latency=latency)
     )
     stack.callback(aliyun.stop)
-    print(f"preparing: db={args.db} store={args.store} in {tmp}", flush=True)
-    environment = tc.prepare(args, tmp, stack, servers)
-    environment.settings |= {
+    return wechat, aliyun
+
+
+def standin_settings(wechat: Any, aliyun: Any) -> dict[str, str]:
+    """The settings that send the service's WeChat and SMS calls to the stand-ins."""
+    return {
         "WECHAT_API_BASE": wechat.url,
         "WECHAT_OAUTH_BASE": wechat.url,
         "SMS_BACKEND": "aliyun",
@@ -626,6 +627,20 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
         # One trusted proxy: each person's address comes in X-Forwarded-For, as behind nginx,
         # so the per-address SMS limit (10 an hour) applies per person, not to the client.
         "TRUSTED_PROXIES": "1",
+    }
+
+
+def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
+    from berater.settings import load_config
+
+    load_before = os.getloadavg()[0]
+    servers = tc.load_servers()
+    stack.callback(servers._stop_all)
+    wechat, aliyun = start_standins(stack)
+    print(f"preparing: db={args.db} store={args.store} in {tmp}", flush=True)
+    environment = tc.prepare(args, tmp, stack, servers)
+    environment.settings |= {
+        **standin_settings(wechat, aliyun),
         # The face app looks up one student per person: the highest budget allowed.
         "FACE_ROWS_PER_HOUR": "100000",
     }

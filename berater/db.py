@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, MetaData, event
+from sqlalchemy import Connection, Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 
 log = logging.getLogger("berater.db")
@@ -122,6 +122,18 @@ def began_at(session: Session | None = None) -> float | None:
     """
     session = db.session() if session is None else session
     return session.info.get(BEGAN_AT)
+
+
+@event.listens_for(Engine, "savepoint")
+def _begin_before_savepoint(conn: Connection, name: str | None) -> None:
+    """Open SQLite's transaction before a SAVEPOINT. pysqlite (before Python 3.12's
+    `autocommit`) begins a transaction only before an INSERT, UPDATE or DELETE; a SAVEPOINT
+    sent first opens a transaction of its own, and its RELEASE commits it, so a savepoint
+    that is a transaction's first write could not be rolled back with the rest."""
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            raw.execute("BEGIN")
 
 
 @event.listens_for(Session, "after_begin")

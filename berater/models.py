@@ -134,8 +134,9 @@ class AuditLog(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False, index=True)
-    actor: Mapped[str] = mapped_column(String(SUBJECT), nullable=False)  # subject, or "cli"
+    # The console filters by actor and by target.
+    actor: Mapped[str] = mapped_column(String(SUBJECT), nullable=False, index=True)  # or "cli"
     action: Mapped[str] = mapped_column(String(16), nullable=False)
-    target: Mapped[str] = mapped_column(String(SUBJECT), nullable=False)  # subject or username
+    target: Mapped[str] = mapped_column(String(SUBJECT), nullable=False, index=True)  # or username
     role: Mapped[str | None] = mapped_column(String(32))
     ip: Mapped[str | None] = mapped_column(String(45))  # room for an IPv6 address

@@ -381,7 +381,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QNA_QUESTIONS", text, "",
             "question files whose paragraph ids `flask qna build` checks (comma-separated)",
             dev="data/qna/dev-questions.jsonl"),
-    Setting("QNA_MIN_SCORE", real(0, 1), 0.034, "lexical score below which there is no answer"),
+    Setting("QNA_MIN_SCORE", real(0, 1), 0.09, "lexical score below which there is no answer"),
     Setting("QNA_BERT_MIN_SCORE", real(-1, 1), 0.5, "BERT cosine below which there is none"),
     Setting("QNA_BERT_WEIGHT", real(0, 1), 0.5, "the BERT cosine's share of the hybrid score"),
     Setting("BERT_HOST", host, "", "the bert-serving server; empty: no BERT backend"),

@@ -76,6 +76,18 @@ def backend_urls(
     }
 
 
+@pytest.fixture
+def no_uploads_left(backend_urls: dict[str, str]) -> Iterator[None]:
+    """The instance folder lives for the session: a test that uploads admission files
+    starts and ends without any (`pytest.mark.usefixtures("no_uploads_left")`)."""
+    folder = Path(backend_urls["INSTANCE_PATH"]) / "uploads"
+    for path in folder.glob("*"):
+        path.unlink()
+    yield
+    for path in folder.glob("*"):
+        path.unlink()
+
+
 @pytest.fixture(scope="session")
 def wechat() -> Iterator[wechat_standin.RunningWeChat]:
     """The stand-in WeChat on a loopback port, for the whole session."""

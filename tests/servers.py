@@ -11,6 +11,8 @@ beyond loopback are used.
     proxy = start_nginx(tmp_path / "nginx", site, port)  # proxy.reload(site), proxy.access_log
     with Gunicorn(env, tmp_path / "gunicorn.log") as service:  # service.port, .workers()
         ...
+    with serving(base_settings, tmp_path / "gunicorn.log", LOG_LEVEL="DEBUG") as service:
+        ...  # a test run's settings in the environment; the log's tail shown on a failure
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -501,6 +505,29 @@ class Gunicorn:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serving(
+    settings: dict[str, Any], log_path: Path, workers: int = 2, **overrides: str
+) -> Iterator[Gunicorn]:
+    """gunicorn on a test run's settings (the `base_settings` fixture: its database, store
+    and stand-ins) and `overrides`, LOG_LEVEL INFO unless they say otherwise; the tail of
+    its log is printed when the test fails inside."""
+    from berater.settings import ENV_KEYS
+
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update({k: v for k, v in settings.items() if isinstance(v, str)})
+    env.update({"LOG_LEVEL": "INFO", **overrides})
+    gunicorn = Gunicorn(env, log_path, workers)
+    gunicorn.start()
+    try:
+        yield gunicorn
+    except BaseException:
+        print(f"---- gunicorn's log ----\n{gunicorn.log()[-5000:]}")
+        raise
+    finally:
+        gunicorn.stop()
 
 
 def _stop_all() -> None:

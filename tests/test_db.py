@@ -101,6 +101,19 @@ def test_a_savepoint_keeps_its_hooks_for_the_outer_commit_or_drops_them_with_its
     assert calls == ["released savepoint:o_a,o_c"]
 
 
+def test_a_savepoint_that_is_the_first_write_rolls_back_with_its_transaction(ctx):
+    """On SQLite too: the savepoint's RELEASE does not commit the row on its own."""
+    with pytest.raises(RuntimeError), transaction():
+        db.session.get(Candidate, "o_first")  # a read first, as the binding does
+        with db.session.begin_nested():
+            factories.candidate("o_first")
+        raise RuntimeError("a failure after the savepoint")
+    assert committed_candidates() == set()
+    with transaction(), db.session.begin_nested():
+        factories.candidate("o_first")
+    assert committed_candidates() == {"o_first"}
+
+
 def test_hooks_run_in_a_test_session_whose_outer_transaction_is_rolled_back(ctx):
     """A test session joined to an outer transaction (rolled back at the end of the test)
     commits as far as it knows: its hooks run then, and the data still goes away."""

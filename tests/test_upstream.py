@@ -11,7 +11,6 @@ the two waiting sign-ins succeed and the refused ones go through.
 from __future__ import annotations
 
 import http.client
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,6 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 
-from berater.settings import ENV_KEYS
 from standins import chat
 from standins.aliyun import RunningAliyunSms
 from standins.wechat import RunningWeChat
@@ -40,18 +38,16 @@ ACCOUNT = "gh_upstream_test"
 def service(
     app: Flask, base_settings: dict[str, Any], tmp_path: Path, wechat: RunningWeChat
 ) -> Iterator[servers.Gunicorn]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    env.update({k: v for k, v in base_settings.items() if isinstance(v, str)})
-    env.update({"UPSTREAM_MAX_CONCURRENT": "2", "GUNICORN_THREADS": "8", "LOG_LEVEL": "INFO"})
-    gunicorn = servers.Gunicorn(env, tmp_path / "gunicorn.log", workers=1)
-    gunicorn.start()
     try:
-        yield gunicorn
-    except BaseException:
-        print(f"---- gunicorn's log ----\n{gunicorn.log()[-5000:]}")
-        raise
+        with servers.serving(
+            base_settings,
+            tmp_path / "gunicorn.log",
+            workers=1,
+            UPSTREAM_MAX_CONCURRENT="2",
+            GUNICORN_THREADS="8",
+        ) as gunicorn:
+            yield gunicorn
     finally:
-        gunicorn.stop()
         wechat.fake.latency = 0.0
 
 

@@ -34,7 +34,6 @@ from flask import Flask
 
 from berater.db import db
 from berater.models import Student
-from berater.settings import ENV_KEYS
 from standins.aliyun import RunningAliyunSms
 from tests import factories, servers
 from tests.helpers import InFlight
@@ -131,19 +130,10 @@ def service(
 ) -> Iterator[servers.Gunicorn]:
     """gunicorn with two workers on this run's database, store and stand-ins (the `app`
     fixture empties the data and the store afterwards)."""
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    env.update({k: v for k, v in base_settings.items() if isinstance(v, str)})
-    env["LOG_LEVEL"] = "INFO"
-    env.update(servers.ONE_CONNECTION_PER_WORKER)
-    gunicorn = servers.Gunicorn(env, tmp_path / "gunicorn.log")
-    gunicorn.start()
-    try:
+    with servers.serving(
+        base_settings, tmp_path / "gunicorn.log", **servers.ONE_CONNECTION_PER_WORKER
+    ) as gunicorn:
         yield gunicorn
-    except BaseException:
-        print(f"---- gunicorn's log ----\n{gunicorn.log()[-5000:]}")
-        raise
-    finally:
-        gunicorn.stop()
 
 
 def test_an_sms_send_killed_mid_request_drops_only_itself_and_its_retry_sends_nothing(

@@ -27,7 +27,6 @@ from berater.errors import ApiError, BadRequest, Forbidden, Unauthorized
 from berater.extensions import wechat
 from berater.http import no_store
 from berater.identity import roles
-from berater.identity import services as tokens
 from berater.identity.auth import Identity, identity_from_token
 from berater.signin import services as signin
 from berater.urls import external_url
@@ -35,7 +34,6 @@ from berater.urls import external_url
 P = ParamSpec("P")
 SESSION_TOKEN = "admin_token"  # noqa: S105 - the session key, not a secret
 SESSION_CSRF = "admin_csrf"
-MAX_CODE = 128
 
 
 def page(view: Callable[P, Response | str]) -> Callable[P, Response | str]:
@@ -93,14 +91,9 @@ def sign_in_first(target: str) -> Response:
 @page
 def callback() -> Response:
     """WeChat came back: remember who this browser is, for the admin pages only."""
-    target = signin.finish(request.args.get("state", ""))
-    if not target.startswith(f"{bp.url_prefix}/"):
-        raise BadRequest("this sign-in was not started from an admin page")
-    code = request.args.get("code", "")
-    if not code or len(code) > MAX_CODE:
-        raise BadRequest("WeChat did not send a sign-in code")
-    with transaction():
-        minted = tokens.sign_in(code, None, None)
+    target, minted = signin.finish_pages(
+        request.args.get("state", ""), request.args.get("code", ""), bp.url_prefix, "an admin page"
+    )
     session[SESSION_TOKEN] = minted["token"]
     session[SESSION_CSRF] = secrets.token_urlsafe(32)  # a new sign-in, a new CSRF token
     return redirect(target)

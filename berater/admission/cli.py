@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from berater import PROJECT_ROOT
 from berater.admission import services as admission
 from berater.db import db, transaction
 from berater.identifiers import mask_id_card
+from berater.identity import audit
 from berater.models import SourceStudent
 
+log = logging.getLogger("berater.admission")
 admission_cli = AppGroup("admission", help="The admission list (source_student).")
 # The local sandbox's admission list: made-up people with valid ID card numbers.
 DEMO_LIST = PROJECT_ROOT / "data" / "demo-admission.csv"
@@ -189,6 +192,7 @@ def import_command(file: Path, dry_run: bool, batch_size: int, strict: bool) -> 
         if not stopped.writing:  # a dry run, or the check of --strict
             raise click.ClickException(f"{where} ({stopped.cause}); nothing was written") from None
         _print_report(stopped.report)
+        audit_import(audit.CLI_ACTOR, stopped.report.counts, failed=True)
         raise click.ClickException(
             f"{where} ({stopped.cause}): that batch was rolled back and the batches before it "
             "are committed; run the same file again to finish"
@@ -200,6 +204,21 @@ def import_command(file: Path, dry_run: bool, batch_size: int, strict: bool) -> 
         raise click.ClickException(
             f"--strict: {len(report.rejected)} rows rejected, nothing was written"
         )
+    else:
+        audit_import(audit.CLI_ACTOR, report.counts, failed=False)
+
+
+def audit_import(
+    actor: str, counts: admission.Counts, *, failed: bool, ip: str | None = None
+) -> None:
+    """One audit row for an import that wrote (or began to): who, and the counts, never a
+    row's data. A database that fails here (it may be why the import stopped) is logged."""
+    target = ("stopped: " if failed else "") + str(counts)
+    try:
+        with transaction():
+            audit.record(actor, audit.ADMISSION_IMPORT, target[:80], ip=ip)
+    except Exception as exc:
+        log.warning("admission import audit row not written: %s", type(exc).__name__)
 
 
 def _print_report(report: ImportReport) -> None:

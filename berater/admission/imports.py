@@ -46,11 +46,15 @@ from typing import IO, Any
 from flask import current_app
 
 from berater.admission import services as admission
-from berater.admission.cli import ImportReport, ImportStopped, import_rows, rejection_line
-from berater.db import transaction
+from berater.admission.cli import (
+    ImportReport,
+    ImportStopped,
+    audit_import,
+    import_rows,
+    rejection_line,
+)
 from berater.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable
 from berater.extensions import store, tasks
-from berater.identity import audit
 
 log = logging.getLogger("berater.admission")
 
@@ -388,18 +392,10 @@ def _import(job: str) -> None:
         path.unlink(missing_ok=True)
     try:
         _save_report(job, report)
-        _audit(found, report.counts, failed=outcome["phase"] == "failed")
+        audit_import(
+            found["actor"], report.counts, failed=outcome["phase"] == "failed", ip=found["ip"]
+        )
         _update(job, **outcome, rejected_total=len(report.rejected))
     finally:
         store.script(_RELEASE)(keys=[store.key(AREA, LOCK)], args=[job])
     log.info("admission import %s %s: %s", job, outcome["phase"], report.counts)
-
-
-def _audit(found: dict[str, Any], counts: admission.Counts, *, failed: bool) -> None:
-    """One audit row: who imported, and the counts (never a row's data)."""
-    target = ("stopped: " if failed else "") + str(counts)
-    try:
-        with transaction():
-            audit.record(found["actor"], audit.ADMISSION_IMPORT, target[:80], ip=found["ip"])
-    except Exception as exc:  # the database may be why the import failed
-        log.warning("admission import audit row not written: %s", type(exc).__name__)

@@ -46,6 +46,7 @@ GENDERS = {"男": "男", "男性": "男", "m": "男", "male": "男"} | {
     "女": "女", "女性": "女", "f": "女", "female": "女",
 }  # fmt: skip
 HEADER_SCAN = 10  # rows searched for the header (a title row may come first)
+MAX_OTHER_LINES = 5  # lines named in a "the same stuid as line ..." reason
 NOTE = re.compile(r"[(（].*?[)）]")
 SPACE = re.compile(r"[\s\u3000]+")
 EXCEL_NUMBER = re.compile(r"^\d(\.\d+)?E\+?\d+$", re.I)
@@ -347,10 +348,19 @@ def _mark_duplicates(checked: list[tuple[int, dict[str, Any], list[str], Any]]) 
                 lines[_key(key, values[key])].append(line)
         for line, values, reasons, _ in checked:
             if values.get(key):
-                others = [n for n in lines[_key(key, values[key])] if n != line]
-                if others:
-                    where = ", ".join(str(n) for n in others)
-                    reasons.append(f"the same {key} as line {where}")
+                same = lines[_key(key, values[key])]
+                if len(same) > 1:
+                    reasons.append(f"the same {key} as line {_other_lines(same, line)}")
+
+
+def _other_lines(same: list[int], line: int) -> str:
+    """The lines of `same` other than `line`: the first few, then how many more. A file
+    of one number repeated on every line costs a short reason per line, not the whole list
+    (which would grow with the square of the file)."""
+    others = [n for n in same[: MAX_OTHER_LINES + 1] if n != line][:MAX_OTHER_LINES]
+    more = len(same) - 1 - len(others)
+    where = ", ".join(str(n) for n in others)
+    return f"{where} and {more:,} more" if more else where
 
 
 # --------------------------------------------------------------------------- writing

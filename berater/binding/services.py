@@ -134,10 +134,10 @@ def _phone_for_change(openid: str, phone: str | None) -> str | None:
 def bind_candidate(openid: str, fields: dict[str, Any]) -> Candidate:
     """Register the candidate's details with the verified phone. The caller commits."""
     if db.session.get(Candidate, openid) is not None:
-        raise Conflict("already registered as a candidate; use PATCH to change details")
+        raise _already("already registered as a candidate; use PATCH to change details")
     clean = _candidate_fields(fields)
     row = Candidate(openid=openid, phone=_verified_phone(openid), **clean)
-    _insert(row, "already registered as a candidate; use PATCH to change details")
+    _insert(row, _already("already registered as a candidate; use PATCH to change details"))
     _use_phone_after_commit(openid, row.phone)
     revocation.roles_changed_after_commit(openid)
     return row
@@ -177,7 +177,7 @@ def bind_student(openid: str, id_card: str, number: str) -> Student:
     """Bind to the admission-list row with this ID card and student or admission number."""
     card = _id_card(id_card)
     if db.session.get(Student, openid) is not None:
-        raise Conflict("already bound as a student")
+        raise _already("already bound as a student")
     _take_try(openid)
     wrong = False
     try:
@@ -196,9 +196,9 @@ def bind_student(openid: str, id_card: str, number: str) -> Student:
             _give_back_try(openid)
     taken = db.session.scalar(select(Student.openid).where(Student.id_card == card))
     if taken is not None:
-        raise Conflict("this ID card is already bound to another WeChat account")
+        raise _card_taken()
     row = Student(openid=openid, phone=phone, id_card=card)
-    _insert(row, "this ID card is already bound to another WeChat account")
+    _insert(row, _card_taken())
     _use_phone_after_commit(openid, phone)
     revocation.roles_changed_after_commit(openid)
     return row
@@ -254,13 +254,26 @@ def _use_phone_after_commit(openid: str, phone: str) -> None:
     after_commit(functools.partial(codes.use_verified_phone, openid, phone))
 
 
-def _insert(row: object, conflict: str) -> None:
+def _already(message: str) -> Conflict:
+    """409 for a binding this account already has (`data.reason` "already_bound")."""
+    return Conflict(message, data={"reason": "already_bound"})
+
+
+def _card_taken() -> Conflict:
+    """409 for an ID card bound to another account (`data.reason` "id_card_taken"), so a
+    page can tell the two apart without reading the message."""
+    return Conflict(
+        "this ID card is already bound to another WeChat account", data={"reason": "id_card_taken"}
+    )
+
+
+def _insert(row: object, conflict: Conflict) -> None:
     """Insert in a savepoint, so a unique-index race becomes a 409 and not a 500."""
     try:
         with db.session.begin_nested():
             db.session.add(row)
     except IntegrityError:
-        raise Conflict(conflict) from None
+        raise conflict from None
 
 
 def _take_try(openid: str) -> None:

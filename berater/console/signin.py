@@ -14,7 +14,6 @@ from berater.identity.auth import identity_from_token
 from berater.signin import services as signin
 from berater.urls import external_url
 
-MAX_CODE = 128
 MAX_FIELD = 128  # longest username or password the form passes on (the rules allow 128)
 
 
@@ -76,14 +75,9 @@ def signin_wechat() -> Response:
 @access.public_view
 def signin_callback() -> Response:
     """WeChat came back: a member of staff starts a console session."""
-    target = signin.finish(request.args.get("state", ""))
-    if not target.startswith(f"{bp.url_prefix}/"):
-        raise BadRequest("this sign-in was not started from the console")
-    code = request.args.get("code", "")
-    if not code or len(code) > MAX_CODE:
-        raise BadRequest("WeChat did not send a sign-in code")
-    with transaction():
-        minted = tokens.sign_in(code, None, None)
+    target, minted = signin.finish_pages(
+        request.args.get("state", ""), request.args.get("code", ""), bp.url_prefix, "the console"
+    )
     access.begin(_staff_token(minted))
     return redirect(target)
 

@@ -489,7 +489,8 @@ def _cross_validate(
             held = part.held_out
             click.echo(
                 f"  fold {part.number} ({', '.join(part.chapters)}): chosen "
-                f"{part.choice.describe()}; held out {held.questions} answerable, "
+                f"{part.choice.describe()}, FAQ questions {part.choice.asked_weight}; "
+                f"held out {held.questions} answerable, "
                 f"{held.unanswerable} unanswerable: {held.short()}"
             )
         averaged = mean([part.held_out for part in folds])
@@ -500,6 +501,7 @@ def _cross_validate(
             f"{averaged['declined']:.3f}"
         )
         click.echo(f"  chosen the same way on every question: {overall.describe()}")
+        click.echo(f"  and the FAQ questions' weight: {overall.asked_weight}")
 
 
 @qna_cli.command("ask")

@@ -11,9 +11,11 @@ weights that rank the other folds' questions best (top-1 plus recall@3): first t
 characters' share and the headings' weight, then, with that share, the headings', the best
 sentence's and the kinds' weights together; then, for each coverage weight, the highest
 threshold that still answers 90 % of their answerable questions, and of those the pair that
-declines most of their unanswerable ones. It scores the held-out fold with them. The mean
-of the folds' figures is what the engine can be expected to do on questions it was not
-tuned on.
+declines most of their unanswerable ones. With an FAQ, the weight of its questions as a field
+of the paragraphs they name is chosen after those three, before the coverage (without the
+FAQ it is 0: the FAQ then neither answers first nor ranks). It scores the held-out fold
+with them. The mean of the folds' figures is what the engine can be expected to do on
+questions it was not tuned on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ HEADING_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 SENTENCE_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)
 KIND_GRID = (0.0, 0.5, 1.0, 2.0)
 COVERAGE_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+ASKED_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 ANSWER_AT_LEAST = 0.9  # share of answerable questions a chosen threshold still answers
 # Weights whose top-1 plus recall@3 is within this of the best count as equally good; among
 # them characters alone (a weight of 1) are preferred: the question then needs no jieba.
@@ -182,7 +185,11 @@ def score(
 def evaluate(
     engine: Engine, questions: list[Question], mode: Mode = "lexical", use_faq: bool = True
 ) -> Metrics:
-    """Rank every paragraph for every question and score the ranking."""
+    """Rank every paragraph for every question and score the ranking; without the FAQ, its
+    questions do not rank either."""
+    if not use_faq and engine.index.asked is not None:
+        bare = replace(engine.index, asked_weight=0.0)
+        engine = Engine(bare, engine.encoder, engine.thresholds)
     ids = [p.id for p in engine.index.paragraphs]
     check_ids(questions, set(ids))
     ranking = rank(engine, questions, mode, use_faq)
@@ -200,6 +207,7 @@ class Choice:
     sentence_weight: float = 0.0
     kind_weight: float = 0.0
     coverage_weight: float = 0.0
+    asked_weight: float = 0.0
 
     def describe(self) -> str:
         return (
@@ -253,12 +261,19 @@ def _subset(ranking: Ranking, rows: np.ndarray, scores: np.ndarray) -> Ranking:
 class _Parts:
     """Every question's score parts, blended on demand, and a quick measure of a blend."""
 
-    def __init__(self, engine: Engine, questions: Sequence[Question], base: Ranking) -> None:
+    def __init__(
+        self, engine: Engine, questions: Sequence[Question], base: Ranking, use_faq: bool = True
+    ) -> None:
         index = engine.index
-        parts = [index.components(q.q, sentences=False) for q in questions]
+        parts = [index.components(q.q, sentences=False, asked=use_faq) for q in questions]
         self.words = np.vstack([p.words for p in parts])  # type: ignore[misc]
         self.grams = np.vstack([p.grams for p in parts])
         self.headings = np.vstack([p.headings for p in parts])  # type: ignore[misc]
+        self.asked = (
+            np.vstack([p.asked for p in parts])  # type: ignore[misc]
+            if use_faq and index.asked is not None
+            else None
+        )
         self.sentences: dict[float, np.ndarray] = {}
         if index.sentences is not None:
             for weight in KIND_GRID:
@@ -280,7 +295,14 @@ class _Parts:
     def blend(self, choice: Choice) -> np.ndarray:
         sentences = self.sentences.get(choice.kind_weight)
         parts = (self.words, self.grams, self.headings, sentences)
-        scores = blend(parts, choice.ngram_weight, choice.heading_weight, choice.sentence_weight)
+        scores = blend(
+            parts,
+            choice.ngram_weight,
+            choice.heading_weight,
+            choice.sentence_weight,
+            choice.asked_weight,
+            self.asked,
+        )
         if not choice.coverage_weight:
             return scores
         return scores * (self.coverage**choice.coverage_weight)[:, None]
@@ -348,9 +370,10 @@ def cross_validate(
     check_ids(questions, set(ids))
     folds, chapters = folds_of(engine, questions, k)
     base = rank(engine, questions, "lexical", use_faq)
-    parts = _Parts(engine, questions, base)
+    parts = _Parts(engine, questions, base, use_faq)
     sentence_grid = SENTENCE_GRID if parts.sentences else (0.0,)
     kind_grid = KIND_GRID if parts.sentences else (0.0,)
+    asked_grid = ASKED_GRID if parts.asked is not None else (0.0,)
 
     def choose(rows: np.ndarray) -> Choice:
         # First the characters' share and the headings' weight (characters alone preferred:
@@ -365,6 +388,11 @@ def cross_validate(
             if not s and t:
                 continue  # the kinds weigh sentences: without them they change nothing
             choice = Choice(ngram, h, 0.0, s, t)
+            values[choice] = parts.quality(parts.blend(choice), rows)
+        made = _best(values, lambda c: False)
+        values = {}
+        for a in asked_grid:
+            choice = replace(made, asked_weight=a)
             values[choice] = parts.quality(parts.blend(choice), rows)
         made = _best(values, lambda c: False)
         # The coverage weight keeps the order: it is chosen with the threshold, to decline.

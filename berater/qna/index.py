@@ -16,10 +16,17 @@ question whose words meet in one sentence prefers that paragraph to a neighbour 
 them spread out. A sentence that holds the kind of fact the question asks for (an amount,
 a date, a place: `kinds`) counts in full, any other 1 / (1 + kind weight) of its score.
 
+The office's FAQ questions are a field of their own: each paragraph holds the variants of the
+FAQ entries that name it (normalised like a question), scored with the same characters and
+bigrams, so a question in students' words meets the paragraph the office wrote such a
+question for even when it is not close enough to a variant to be answered by the FAQ first.
+A paragraph scores the higher of its blend without that field and with it (`blend`).
+
 Last, every score of a question is multiplied by its coverage, the share of the question's
-distinct characters and bigrams that occur anywhere in the handbook, raised to the coverage
-weight. The order of the paragraphs stays; a question about what the handbook has no words
-for (驾照, 奶茶) falls below the threshold sooner than a terse one about what it covers.
+distinct characters and bigrams that occur anywhere in the handbook or in the FAQ's
+questions (the words students use for its topics), raised to the coverage weight. The order
+of the paragraphs stays; a question about what neither has words for (驾照, 奶茶) falls below
+the threshold sooner than a terse one about what they cover.
 """
 
 from __future__ import annotations
@@ -49,9 +56,10 @@ K1, B = 1.2, 0.75
 SENTENCE_B = 0.0  # sentences are short: their length does not discount a match
 NGRAM_WEIGHT = 1.0  # the characters' share of the text score (cross-validated, README)
 HEADING_WEIGHT = 0.5  # the chapter and section titles' weight beside the text's (1)
-SENTENCE_WEIGHT = 0.5  # the best sentence's weight beside the text's (1)
-KIND_WEIGHT = 2.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
+SENTENCE_WEIGHT = 0.25  # the best sentence's weight beside the text's (1)
+KIND_WEIGHT = 1.0  # a sentence without the kind of fact asked for counts 1 / (1 + this)
 COVERAGE_WEIGHT = 1.5  # scores are multiplied by the share of the question's terms known
+ASKED_WEIGHT = 2.0  # the FAQ questions naming a paragraph, beside the text's weight (1)
 SENTENCE = re.compile(r"(?<=[。；！？!?;])")
 
 
@@ -268,6 +276,16 @@ def document_text(paragraph: Paragraph) -> str:
     return f"{heading} {paragraph.text}"
 
 
+def asked_texts(paragraphs: Sequence[Paragraph], entries: Sequence[Compiled]) -> list[str]:
+    """The asked field: per paragraph, the (normalised) variants of the FAQ entries naming
+    it, one after another."""
+    asked: dict[str, list[str]] = {}
+    for entry in entries:
+        for pid in entry.ids:
+            asked.setdefault(pid, []).extend(entry.variants)
+    return ["\n".join(asked.get(p.id, ())) for p in paragraphs]
+
+
 def heading_text(paragraph: Paragraph) -> str:
     """The heading field: the chapter's and the section's names (or the title)."""
     names = [paragraph.chapter, paragraph.section or paragraph.title]
@@ -291,6 +309,8 @@ class Index:
     sentence_weight: float = SENTENCE_WEIGHT
     kind_weight: float = KIND_WEIGHT
     coverage_weight: float = COVERAGE_WEIGHT
+    asked: Bm25 | None = None  # the FAQ's questions per paragraph; None without an FAQ
+    asked_weight: float = ASKED_WEIGHT
     synonyms: Synonyms = NO_SYNONYMS
     faq: FaqIndex = field(default_factory=lambda: FaqIndex([]))
     vectors: np.ndarray | None = None  # BERT embeddings, one L2-normalised row per paragraph
@@ -307,6 +327,7 @@ class Index:
         sentence_weight: float = SENTENCE_WEIGHT,
         kind_weight: float = KIND_WEIGHT,
         coverage_weight: float = COVERAGE_WEIGHT,
+        asked_weight: float = ASKED_WEIGHT,
         synonyms: Synonyms = NO_SYNONYMS,
         faq: Faq | None = None,
         progress: Callable[[int], None] | None = None,
@@ -326,6 +347,12 @@ class Index:
                 progress(1)
         chars = Bm25.fit(char_docs)
         bodies = document_texts([p.text for p in paragraphs], synonyms)
+        entries = (
+            compile_entries(faq, lambda q: question_text(q, synonyms), {p.id for p in paragraphs})
+            if faq is not None
+            else []
+        )
+        asked_docs = [segment.chars(t) for t in asked_texts(paragraphs, entries)]
         return cls(
             paragraphs=list(paragraphs),
             words=Bm25.fit(word_docs),
@@ -338,14 +365,10 @@ class Index:
             sentence_weight=sentence_weight,
             kind_weight=kind_weight,
             coverage_weight=coverage_weight,
+            asked=Bm25.fit(asked_docs) if any(asked_docs) else None,
+            asked_weight=asked_weight,
             synonyms=synonyms,
-            faq=FaqIndex(
-                compile_entries(
-                    faq, lambda q: question_text(q, synonyms), {p.id for p in paragraphs}
-                )
-                if faq is not None
-                else []
-            ),
+            faq=FaqIndex(entries),
             build_id=uuid.uuid4().hex,
             built_at=time.time(),
         )
@@ -375,10 +398,12 @@ class Index:
         grams: list[str] | None = None,
         sentences: bool = True,
         kind_weight: float | None = None,
+        asked: bool = True,
     ) -> Components:
         """The question's word, character, heading and best-sentence scores, each 0..1 per
         paragraph (the word scores None unless `words`, the heading scores None unless
-        `headings`, the sentence scores None unless `sentences`); `prepared`: the question
+        `headings`, the sentence scores None unless `sentences`, the FAQ questions' None
+        unless `asked` and the index has them); `prepared`: the question
         is `prepare`d; `grams`: its characters and bigrams; `kind_weight`: instead of the
         index's."""
         text = question if prepared else self.prepare(question)
@@ -391,22 +416,28 @@ class Index:
         if sentences and self.sentences is not None:
             weight = self.kind_weight if kind_weight is None else kind_weight
             best = self.sentences.best(ids, possible, kinds.question_kinds(text), weight)
-        distinct = len(set(grams))
+        distinct = set(grams)
+        known = len(ids)
+        if asked and self.asked is not None:
+            vocab, chars = self.asked.vocab, self.chars.vocab
+            known += sum(1 for g in distinct if g in vocab and g not in chars)
         return Components(
             self.words.scores(segment.words(text)) if words else None,
             self.chars.scores_of(ids, possible),
             self.headings.scores(grams) if headings else None,
             best,
-            len(ids) / distinct if distinct else 0.0,
+            known / len(distinct) if distinct else 0.0,
+            self.asked.scores(grams) if asked and self.asked is not None else None,
         )
 
     def lexical_scores(
         self, question: str, *, prepared: bool = False, grams: list[str] | None = None
     ) -> np.ndarray:
         """0..1 per paragraph: word BM25 blended with character BM25 by `ngram_weight`, and
-        the heading field's BM25 at `heading_weight` and the best sentence's at
-        `sentence_weight` beside them, times the question's coverage to the power
-        `coverage_weight`. At an ngram weight of 1 the words are not needed, nor jieba."""
+        the heading field's BM25 at `heading_weight`, the best sentence's at `sentence_weight`
+        and the FAQ questions' at `asked_weight` beside them, times the question's coverage
+        to the power `coverage_weight`. At an ngram weight of 1 the words are not needed, nor
+        jieba."""
         parts = self.components(
             question,
             bool(self.heading_weight),
@@ -414,8 +445,11 @@ class Index:
             words=self.ngram_weight < 1,
             grams=grams,
             sentences=bool(self.sentence_weight),
+            asked=bool(self.asked_weight),
         )
-        scores = blend(parts, self.ngram_weight, self.heading_weight, self.sentence_weight)
+        scores = blend(
+            parts, self.ngram_weight, self.heading_weight, self.sentence_weight, self.asked_weight
+        )
         return covered(scores, parts.coverage, self.coverage_weight)
 
     def save(self, path: str | Path) -> int:
@@ -429,6 +463,8 @@ class Index:
             "sentence_weight": self.sentence_weight,
             "kind_weight": self.kind_weight,
             "coverage_weight": self.coverage_weight,
+            "asked_weight": self.asked_weight,
+            "asked": self.asked.terms if self.asked is not None else None,
             "synonyms": self.synonyms.groups,
             "faq": [[e.line, list(e.variants), list(e.ids), e.answer] for e in self.faq.entries],
             "userdict": self.userdict,
@@ -448,6 +484,8 @@ class Index:
         }
         if self.sentences is not None:
             arrays.update(self.sentences.arrays())
+        if self.asked is not None:
+            arrays.update(self.asked.arrays("asked"))
         if self.vectors is not None:
             arrays["vectors"] = self.vectors.astype(np.float32)
         buffer = io.BytesIO()
@@ -480,6 +518,12 @@ class Index:
             sentence_weight=meta["sentence_weight"],
             kind_weight=meta["kind_weight"],
             coverage_weight=meta["coverage_weight"],
+            asked=(
+                Bm25.from_arrays(arrays, "asked", meta["asked"], n)
+                if meta.get("asked") is not None
+                else None
+            ),
+            asked_weight=meta.get("asked_weight", 0.0),
             synonyms=Synonyms(meta["synonyms"]),
             faq=FaqIndex(Compiled(ln, tuple(v), tuple(i), a) for ln, v, i, a in meta["faq"]),
             build_id=meta["build_id"],
@@ -543,7 +587,8 @@ class Components(NamedTuple):
     grams: np.ndarray
     headings: np.ndarray | None
     sentences: np.ndarray | None = None
-    coverage: float = 1.0  # the share of the question's distinct terms the handbook has
+    coverage: float = 1.0  # the share of the question's distinct terms the handbook (or FAQ) has
+    asked: np.ndarray | None = None  # the FAQ questions naming each paragraph
 
 
 def covered(scores: np.ndarray, coverage: float, weight: float) -> np.ndarray:
@@ -557,10 +602,16 @@ def blend(
     ngram_weight: float,
     heading_weight: float,
     sentence_weight: float = 0.0,
+    asked_weight: float = 0.0,
+    asked: np.ndarray | None = None,
 ) -> np.ndarray:
     """The lexical score from its parts: text (words and characters) at weight 1, headings at
     `heading_weight`, the best sentence at `sentence_weight`, divided by the sum of the
-    weights so that it stays 0..1."""
+    weights so that it stays 0..1. With the FAQ questions naming the paragraph (`asked`, or
+    the components' own) at `asked_weight`, the higher of that score and the one with them
+    beside the rest: a paragraph is found by its own words, or by the office's questions for
+    it where those meet the question better, and a question in the handbook's words is not
+    drawn to a neighbour whose FAQ questions share a few of them."""
     words, grams, headings = components[:3]
     sentences = components[3] if len(components) > 3 else None
     if words is None or ngram_weight >= 1:
@@ -576,4 +627,9 @@ def blend(
     if sentence_weight and sentences is not None:
         total = total + sentence_weight * sentences
         weights += sentence_weight
-    return total if weights == 1.0 else total / weights
+    score = total if weights == 1.0 else total / weights
+    if asked is None and isinstance(components, Components):
+        asked = components.asked
+    if asked_weight and asked is not None:
+        return np.maximum(score, (total + asked_weight * asked) / (weights + asked_weight))
+    return score

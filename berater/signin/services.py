@@ -21,14 +21,17 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import current_app, session, url_for
 
+from berater.db import transaction
 from berater.errors import BadRequest
 from berater.extensions import store
+from berater.identity import services as tokens
 
 STATE_KEY = "signin_state"
 AGAIN_KEY = "signin_again"  # the landing by type a stale callback may restart, once
 STATE_AREA = "signin-state"
 STATE_TTL = 10 * 60  # time for a person on WeChat's page
 MAX_NEXT = 1024
+MAX_CODE = 128  # longer than any OAuth code WeChat sends
 KINDS = ("student", "candidate")  # the bindings a landing by type may ask for
 
 
@@ -110,13 +113,15 @@ def forget() -> None:
 
 
 def restart() -> str | None:
-    """A fresh state for the remembered landing by type, using up the permission; None when
-    there is none (a plain sign-in, or a restart already tried)."""
+    """A fresh state for the remembered landing (a landing by type, or any sign-in refused
+    for a failure of ours or WeChat's), using up the permission; None when there is none
+    (a plain sign-in, or a restart already tried)."""
     again: Any = session.pop(AGAIN_KEY, None)
     if not isinstance(again, dict):
         return None
+    kind = again.get("kind")
     try:
-        return begin(str(again.get("target") or ""), str(again.get("kind")))
+        return begin(str(again.get("target") or ""), None if kind is None else str(kind))
     except BadRequest:  # the settings changed since: no longer a landing we may go to
         return None
 
@@ -140,6 +145,25 @@ def finish_landing(state: str) -> Landing:
 def finish(state: str) -> str:
     """Check the state WeChat sent back and return the remembered target; works once."""
     return finish_landing(state).target
+
+
+def check_code(code: str) -> str:
+    """The OAuth code WeChat sent back to a callback, when it has a code's shape."""
+    if not code or len(code) > MAX_CODE:
+        raise BadRequest("WeChat did not send a sign-in code")
+    return code
+
+
+def finish_pages(state: str, code: str, prefix: str, pages: str) -> tuple[str, dict[str, Any]]:
+    """A sign-in for a set of staff pages under `prefix` came back from WeChat: the page to
+    return to and the token minted for the code (in its own transaction)."""
+    target = finish(state)
+    if not target.startswith(f"{prefix}/"):
+        raise BadRequest(f"this sign-in was not started from {pages}")
+    check_code(code)
+    with transaction():
+        minted = tokens.sign_in(code, None, None)
+    return target, minted
 
 
 def landing_url(target: str, token: str) -> str:

@@ -6,7 +6,7 @@ from flask import current_app, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from berater.db import transaction
-from berater.errors import ApiError, BadRequest, NotFound, Unauthorized
+from berater.errors import ApiError, NotFound, Unauthorized
 from berater.extensions import wechat
 from berater.http import no_store
 from berater.identity import services as tokens
@@ -55,9 +55,7 @@ def callback() -> Response | str:
         if again is None:
             raise
         return _to_wechat(again)
-    code = request.args.get("code", "")
-    if not code or len(code) > 128:
-        raise BadRequest("WeChat did not send a sign-in code")
+    code = services.check_code(request.args.get("code", ""))
     try:
         with transaction():
             result = tokens.sign_in(code, None, None)
@@ -66,6 +64,10 @@ def callback() -> Response | str:
         if again is None:
             raise
         return _to_wechat(again)
+    except ApiError as exc:
+        if exc.status >= 500:  # WeChat or the upstream limit: a reload later signs in anew
+            services.remember(landing)
+        raise
     if landing.kind:
         services.remember(landing)
         return redirect(services.after_sign_in(landing, result))

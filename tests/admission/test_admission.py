@@ -13,7 +13,8 @@ from sqlalchemy import select, text
 from berater.admission import services as admission
 from berater.db import db
 from berater.identifiers import mask_id_card
-from berater.models import SourceStudent
+from berater.identity import audit
+from berater.models import AuditLog, SourceStudent
 from tests.factories import id_card
 
 pytestmark = pytest.mark.backends
@@ -213,6 +214,40 @@ def test_duplicates_in_the_file_reject_every_line_involved(app, runner, tmp_path
         6: "the same stuid as line 5",
     }
     assert set(stored(app)) == {CARDS[2], CARDS[6]}
+
+
+def test_a_number_repeated_on_many_lines_names_a_few_of_them(app, runner, tmp_path):
+    """Each reason names the first few other lines and counts the rest, so a file of one
+    number on every line stays a short report (the whole list would grow with the square
+    of the file)."""
+    rows = [person(1, stuid="S1", id_card=id_card(n), admission_id=f"A{n}") for n in range(1, 3001)]
+    result = run(runner, write_csv(tmp_path, rows))
+    reasons = rejected_lines(result.stdout)
+    assert len(reasons) == 3000
+    assert reasons[2] == "the same stuid as line 3, 4, 5, 6, 7 and 2,994 more"
+    assert reasons[5] == "the same stuid as line 2, 3, 4, 6, 7 and 2,994 more"
+    assert reasons[3001] == "the same stuid as line 2, 3, 4, 5, 6 and 2,994 more"
+    assert stored(app) == {}
+
+
+def audit_rows(app) -> list[tuple[str, str, str]]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditLog).order_by(AuditLog.id)).all()
+        return [(row.actor, row.action, row.target) for row in rows]
+
+
+def test_an_import_from_the_command_line_is_audited(app, runner, tmp_path):
+    """An import that writes leaves one audit row (actor `cli`, the counts, no row's data);
+    a dry run and a --strict import refused for its rejected rows write none."""
+    path = write_csv(tmp_path, [person(1), person(2), person(3, id_card="123")])
+    assert run(runner, path, "--dry-run").exit_code == 0
+    assert run(runner, path, "--strict").exit_code == 1
+    assert audit_rows(app) == []
+    assert run(runner, path).exit_code == 0
+    ((actor, action, target),) = audit_rows(app)
+    assert (actor, action) == ("cli", audit.ADMISSION_IMPORT)
+    assert target == "inserted 2, updated 0, unchanged 0, rejected 1"
+    assert CARDS[1] not in target and "学生1" not in target
 
 
 def test_a_number_of_another_id_card_in_the_database_is_rejected(app, runner, tmp_path):

@@ -20,20 +20,9 @@ from berater.models import AuditLog
 from tests.admission.test_admission import CARDS, person, stored, write_csv, write_xlsx
 from tests.factories import id_card
 
-pytestmark = pytest.mark.backends
+pytestmark = [pytest.mark.backends, pytest.mark.usefixtures("no_uploads_left")]
 
 ACTOR = "user:office"
-
-
-@pytest.fixture(autouse=True)
-def no_uploads_left(backend_urls):
-    """The instance folder lives for the session: start and end each test without uploads."""
-    folder = Path(backend_urls["INSTANCE_PATH"]) / "uploads"
-    for path in folder.glob("*"):
-        path.unlink()
-    yield
-    for path in folder.glob("*"):
-        path.unlink()
 
 
 def wait(job: str, *phases: str, timeout: float = 20.0) -> dict:

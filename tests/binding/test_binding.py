@@ -167,6 +167,7 @@ def test_a_candidate_cannot_register_twice(verify_phone, client):
     client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
     again = client.post("/api/candidate", json=CANDIDATE, headers=bearer(token))
     assert again.status_code == 409
+    assert again.get_json()["data"] == {"reason": "already_bound"}
 
 
 @pytest.mark.parametrize(
@@ -408,6 +409,10 @@ def test_one_id_card_binds_one_openid(verify_phone, client, source):
     assert client.post("/api/student", json=body, headers=bearer(first)).status_code == 200
     taken = client.post("/api/student", json=body, headers=bearer(second))
     assert taken.status_code == 409
+    assert taken.get_json()["data"] == {"reason": "id_card_taken"}
+    again = client.post("/api/student", json=body, headers=bearer(first))
+    assert again.status_code == 409
+    assert again.get_json()["data"] == {"reason": "already_bound"}
 
 
 def test_concurrent_bindings_of_one_card_have_one_winner(verify_phone, app, live_server, source):
@@ -422,6 +427,7 @@ def test_concurrent_bindings_of_one_card_have_one_winner(verify_phone, app, live
         tokens.append(token)
     body = {"id_card": source["id_card"], "id": source["stuid"]}
     results: list[int] = []
+    reasons: list[str] = []
     barrier = threading.Barrier(len(tokens))
 
     def bind(token: str) -> None:
@@ -430,6 +436,8 @@ def test_concurrent_bindings_of_one_card_have_one_winner(verify_phone, app, live
             f"{live_server}/api/student", json=body, headers=bearer(token), timeout=20
         )
         results.append(answer.status_code)
+        if answer.status_code == 409:  # the card's check, or the unique index in a race
+            reasons.append(answer.json()["data"]["reason"])
 
     threads = [threading.Thread(target=bind, args=(t,)) for t in tokens]
     for thread in threads:
@@ -437,6 +445,7 @@ def test_concurrent_bindings_of_one_card_have_one_winner(verify_phone, app, live
     for thread in threads:
         thread.join()
     assert sorted(results) == [200] + [409] * 7
+    assert reasons == ["id_card_taken"] * 7
     with app.app_context():
         assert db.session.query(Student).count() == 1
 

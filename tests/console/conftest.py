@@ -74,16 +74,28 @@ def staff(app: Flask) -> Staff:
     return Staff(app)
 
 
-def sign_in_http(base: str, username: str, password: str = PASSWORD) -> requests.Session:
-    """A `requests` browser signed in to the console with a password account."""
-    http = requests.Session()
-    page = http.get(f"{base}/admin/signin", timeout=TIMEOUT)
-    answer = http.post(
+def post_sign_in(
+    http: requests.Session,
+    base: str,
+    username: str,
+    password: str = PASSWORD,
+    next_page: str | None = None,
+) -> requests.Response:
+    """Fill in and send the console's password form in `http`; the answer, not followed."""
+    page = http.get(f"{base}/admin/signin", allow_redirects=False, timeout=TIMEOUT)
+    form = {"csrf_token": csrf_of(page.text), "username": username, "password": password}
+    return http.post(
         f"{base}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": username, "password": password},
+        data=form if next_page is None else {**form, "next": next_page},
         allow_redirects=False,
         timeout=TIMEOUT,
     )
+
+
+def sign_in_http(base: str, username: str, password: str = PASSWORD) -> requests.Session:
+    """A `requests` browser signed in to the console with a password account."""
+    http = requests.Session()
+    answer = post_sign_in(http, base, username, password)
     assert answer.status_code == 303, answer.text
     return http
 

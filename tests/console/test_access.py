@@ -14,7 +14,14 @@ from berater.db import db, transaction
 from berater.identity import roles, subjects
 from berater.models import Privilege
 from tests.admin.helpers import Browser, element_text
-from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, sign_in_http
+from tests.console.conftest import (
+    PASSWORD,
+    TIMEOUT,
+    Staff,
+    csrf_of,
+    post_sign_in,
+    sign_in_http,
+)
 
 STRICT_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -69,18 +76,7 @@ def test_after_signing_in_the_browser_only_goes_to_a_console_page(
 ) -> None:
     staff.account("office", roles.ADMIN)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    signed = http.post(
-        f"{live_server}/admin/signin",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "office",
-            "password": PASSWORD,
-            "next": target,
-        },
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    signed = post_sign_in(http, live_server, "office", PASSWORD, next_page=target)
     assert signed.status_code == 303
     assert signed.headers["Location"] == "/admin/"
 
@@ -90,13 +86,7 @@ def test_a_wrong_password_shows_the_form_again_and_opens_nothing(
 ) -> None:
     staff.account("office", roles.ADMIN)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    refused = http.post(
-        f"{live_server}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": "office", "password": "wrong-pass-123"},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = post_sign_in(http, live_server, "office", "wrong-pass-123")
     assert refused.status_code == 401
     assert 'id="error"' in refused.text and 'id="password-form"' in refused.text
     assert 'value="office"' in refused.text  # the username stays typed in
@@ -110,13 +100,7 @@ def test_an_account_without_a_staff_role_is_refused(
 ) -> None:
     staff.account("helper", *holding)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    refused = http.post(
-        f"{live_server}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": "helper", "password": PASSWORD},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = post_sign_in(http, live_server, "helper", PASSWORD)
     assert refused.status_code == 403
     assert "admin" in element_text(refused.text, "error")
     assert get(http, f"{live_server}/admin/").status_code == 303
@@ -125,13 +109,7 @@ def test_an_account_without_a_staff_role_is_refused(
 def test_a_disabled_account_cannot_sign_in(live_server: str, staff: Staff) -> None:
     staff.account("gone", roles.ADMIN, disabled=True)
     http = requests.Session()
-    page = get(http, f"{live_server}/admin/signin")
-    refused = http.post(
-        f"{live_server}/admin/signin",
-        data={"csrf_token": csrf_of(page.text), "username": "gone", "password": PASSWORD},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = post_sign_in(http, live_server, "gone", PASSWORD)
     assert refused.status_code == 401
     assert get(http, f"{live_server}/admin/").status_code == 303
 
@@ -153,6 +131,41 @@ def test_a_wechat_user_without_a_staff_role_is_refused(live_server: str, wechat)
     refused = browser.open(f"{live_server}/admin/signin/wechat?next=/admin/")
     assert refused.status_code == 403
     assert "admin" in element_text(refused.text, "message")
+    assert get(browser.http, f"{live_server}/admin/").status_code == 303
+    browser.close()
+
+
+def _wechat_came_back(browser: Browser, start: str) -> str:
+    """Start a sign-in at `start` and approve it on the stand-in WeChat: the callback URL
+    WeChat sends the browser to, not yet opened."""
+    url = get(browser.http, start).headers["Location"]
+    page = browser.http.get(url, timeout=TIMEOUT)
+    assert page.status_code == 200, page.text
+    return browser._approve(url, page.text)
+
+
+def test_a_wechat_callback_without_its_code_or_from_elsewhere_is_refused(
+    live_server: str, wechat, staff: Staff
+) -> None:
+    browser = Browser(staff.wechat("o_staff_callback", roles.ADMIN), wechat.url)
+    back = _wechat_came_back(browser, f"{live_server}/admin/signin/wechat?next=/admin/")
+    query = parse_qs(urlsplit(back).query)
+    without_code = get(
+        browser.http, f"{live_server}/admin/signin/callback?state={query['state'][0]}"
+    )
+    assert without_code.status_code == 400
+    assert "did not send a sign-in code" in element_text(without_code.text, "message")
+    assert get(browser.http, f"{live_server}/admin/").status_code == 303
+
+    # A sign-in started by another set of pages cannot open a console session.
+    elsewhere = _wechat_came_back(browser, f"{live_server}/api/admin/go/link/admin")
+    query = parse_qs(urlsplit(elsewhere).query)
+    refused = get(
+        browser.http,
+        f"{live_server}/admin/signin/callback?state={query['state'][0]}&code={query['code'][0]}",
+    )
+    assert refused.status_code == 400
+    assert "not started from the console" in element_text(refused.text, "message")
     assert get(browser.http, f"{live_server}/admin/").status_code == 303
     browser.close()
 

@@ -19,17 +19,7 @@ from tests.apps.nova.helpers import GOOD, auth, make_student
 from tests.console.conftest import Screen, Staff
 from tests.factories import id_card
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def no_uploads_left(backend_urls):
-    folder = Path(backend_urls["INSTANCE_PATH"]) / "uploads"
-    for path in folder.glob("*"):
-        path.unlink()
-    yield
-    for path in folder.glob("*"):
-        path.unlink()
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_uploads_left")]
 
 
 def admission_file(tmp_path: Path) -> Path:

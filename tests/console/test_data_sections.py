@@ -22,18 +22,7 @@ from tests.admission.test_admission import CARDS, person, write_csv
 from tests.apps.nova.helpers import GOOD, auth, make_student
 from tests.console.conftest import TIMEOUT, Staff, csrf_of, sign_in_http
 
-pytestmark = pytest.mark.backends
-
-
-@pytest.fixture(autouse=True)
-def no_uploads_left(backend_urls):
-    """The instance folder lives for the session: start and end each test without uploads."""
-    folder = Path(backend_urls["INSTANCE_PATH"]) / "uploads"
-    for path in folder.glob("*"):
-        path.unlink()
-    yield
-    for path in folder.glob("*"):
-        path.unlink()
+pytestmark = [pytest.mark.backends, pytest.mark.usefixtures("no_uploads_left")]
 
 
 def uploads(app) -> list[Path]:

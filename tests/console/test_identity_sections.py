@@ -18,7 +18,7 @@ from berater.identity import audit, roles
 from berater.models import AuthUser
 from tests.admin.helpers import audit_rows, element_attr, element_text, holders
 from tests.admin.test_qr import modules
-from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, sign_in_http
+from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, post_sign_in, sign_in_http
 
 pytestmark = pytest.mark.backends
 
@@ -281,17 +281,7 @@ def test_an_account_is_created_reset_disabled_and_enabled(app, live_server, offi
     assert reset.status_code == 303
     # The new password signs in (and is refused only for want of a staff role).
     http = requests.Session()
-    signin = http.get(f"{live_server}/admin/signin", timeout=TIMEOUT)
-    tried = http.post(
-        f"{live_server}/admin/signin",
-        data={
-            "csrf_token": csrf_of(signin.text),
-            "username": "desk",
-            "password": "Quiet-Meadow-42",
-        },
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    tried = post_sign_in(http, live_server, "desk", "Quiet-Meadow-42")
     assert tried.status_code == 403
     assert "admin or nova_admin" in element_text(tried.text, "error")
 
@@ -372,6 +362,7 @@ def test_a_bad_filter_is_shown_beside_its_field(live_server, office, trail, quer
     page = get(office, f"{live_server}/admin/audit?{query}")
     assert page.status_code == 400
     assert f'id="{field}"' in page.text
+    assert f'aria-invalid="true" aria-describedby="{field}"' in page.text  # read out with it
     assert element_text(page.text, "total") == "3"  # the rest of the filter still applies
     export = get(office, f"{live_server}/admin/audit/export.csv?{query}")
     assert export.status_code == 400 and export.headers["Content-Type"].startswith("text/html")

@@ -55,6 +55,21 @@ def send_code(phone: Phone, number: str) -> None:
     expect()(page.locator("#f-code-sent")).to_contain_text("验证码已发送至")
 
 
+def open_registration(
+    phone: Phone, base: str, wechat_url: str, openid: str, kind: str = "student"
+) -> None:
+    """From the menu's landing for `kind`, through WeChat, to its registration page."""
+    phone.page.goto(f"{base}/?type={kind}")
+    sign_in_at_wechat(phone, wechat_url, openid)
+    phone.page.wait_for_url(re.compile(rf"/register/{kind}$"))
+
+
+def verify_by_sms(phone: Phone, base: str, number: str) -> None:
+    """Ask for a code for `number` and type it in, as read from the dev SMS page's store."""
+    send_code(phone, number)
+    phone.page.fill("#f-code", last_code(base, number))
+
+
 def who(base: str, page: Any) -> dict[str, Any]:
     """What the API says about the token this tab holds."""
     token = page.evaluate("sessionStorage.getItem('berater.token')")
@@ -203,9 +218,7 @@ def test_a_wrong_code_is_shown_beside_the_code_and_the_right_one_binds(
 ):
     row = bound_student(app)
     page = phone.page
-    page.goto(f"{live_server}/?type=student")
-    sign_in_at_wechat(phone, wechat.url, "o_wrong_code")
-    page.wait_for_url(re.compile(r"/register/student$"))
+    open_registration(phone, live_server, wechat.url, "o_wrong_code")
 
     # With the keyboard: Enter in the phone field asks for the code.
     page.fill("#f-phone", "13700001111")
@@ -243,11 +256,8 @@ def test_a_mismatched_id_card_looks_like_a_wrong_number_until_the_daily_limit(
     row = bound_student(app)
     stranger = factories.id_card(987)  # a valid number that is not on the list
     page = phone.page
-    page.goto(f"{live_server}/?type=student")
-    sign_in_at_wechat(phone, wechat.url, "o_mismatch")
-    page.wait_for_url(re.compile(r"/register/student$"))
-    send_code(phone, "13700002222")
-    page.fill("#f-code", last_code(live_server, "13700002222"))
+    open_registration(phone, live_server, wechat.url, "o_mismatch")
+    verify_by_sms(phone, live_server, "13700002222")
 
     # A number whose check character is wrong: the API names the field and the rule.
     page.fill("#f-id_card", row["id_card"][:17] + ("0" if row["id_card"][17] != "0" else "1"))
@@ -280,12 +290,29 @@ def test_a_mismatched_id_card_looks_like_a_wrong_number_until_the_daily_limit(
     phone.assert_clean()
 
 
+def test_an_id_card_bound_to_another_account_is_said_beside_the_card(
+    app, live_server, wechat, phone
+):
+    row = bound_student(app, openid="o_first_owner")
+    page = phone.page
+    open_registration(phone, live_server, wechat.url, "o_second_owner")
+    verify_by_sms(phone, live_server, "13700003333")
+    page.fill("#f-id_card", row["id_card"])
+    page.fill("#f-id", row["stuid"])
+    page.click("button[type=submit]")
+    expect()(page.locator("#f-id_card-error")).to_have_text(
+        "这个身份证号码已经绑定了另一个微信账号。如有疑问，请联系招生办。"
+    )
+    phone.shot("card-taken")
+    with app.app_context():
+        assert db.session.get(Student, "o_second_owner") is None
+    phone.assert_clean()
+
+
 @pytest.mark.parametrize("settings", [{"SMS_IP_LIMITS": ((1, 3600),)}], indirect=True)
 def test_a_send_limit_shows_its_wait(app, live_server, wechat, phone):
     page = phone.page
-    page.goto(f"{live_server}/?type=candidate")
-    sign_in_at_wechat(phone, wechat.url, "o_limited")
-    page.wait_for_url(re.compile(r"/register/candidate$"))
+    open_registration(phone, live_server, wechat.url, "o_limited", "candidate")
     send_code(phone, "13700003333")
     page.reload()  # the token stays in the tab; the button is ready again
 
@@ -419,8 +446,7 @@ def test_changing_the_phone_and_signing_out(app, live_server, wechat, phone):
     page.click("[data-change=student]")
     expect()(page.locator("#change-phone-title")).to_have_text("修改学生绑定的手机号")
     assert page.evaluate("document.activeElement.id") == "f-phone"
-    send_code(phone, "13600136000")
-    page.fill("#f-code", last_code(live_server, "13600136000"))
+    verify_by_sms(phone, live_server, "13600136000")
     phone.shot("change-phone")
     page.click("#change-phone button[type=submit]")
 

@@ -213,6 +213,10 @@ def office(tmp_path, make_app) -> Office:
         QNA_INDEX=str(index),
         QNA_FAQ=str(faq),
         QNA_QUESTIONS=str(questions),
+        # The threshold these figures were written at: at a higher default one question's best
+        # score sits close enough to it that the edited fee moves it across, which is not
+        # what the migration tests are about.
+        QNA_MIN_SCORE=0.034,
     )
     first = invoke(app, "build")
     assert first.exit_code == 0, first.output

@@ -90,7 +90,7 @@ def test_a_number_that_counts_nothing_is_no_count():
 
 def test_the_coverage_keeps_the_order_and_lowers_what_the_handbook_has_no_words_for(dormitory):
     plain = Index.build(dormitory, coverage_weight=0.0)
-    covered = Index.build(dormitory)
+    covered = Index.build(dormitory, coverage_weight=1.5)
     known, unknown = "住宿费标准", "住宿费标准火锅奶茶"
     for question in (known, unknown):
         a, b = plain.lexical_scores(question), covered.lexical_scores(question)

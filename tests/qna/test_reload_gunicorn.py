@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,7 +28,6 @@ from flask import Flask
 from berater import PROJECT_ROOT
 from berater.db import db, transaction
 from berater.qna import services
-from berater.settings import ENV_KEYS
 from tests import factories, servers
 from tests.conftest import HANDBOOK
 from tests.helpers import InFlight
@@ -104,19 +102,13 @@ def gunicorn_serving(
     base_settings: dict[str, Any], tmp_path: Path, **settings: str
 ) -> Iterator[servers.Gunicorn]:
     """gunicorn with two workers on this run's database and store, with `settings`."""
-    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    env.update({k: v for k, v in base_settings.items() if isinstance(v, str)})
-    env.update({"LOG_LEVEL": "INFO", **settings})
-    env.update(servers.ONE_CONNECTION_PER_WORKER)
-    gunicorn = servers.Gunicorn(env, tmp_path / "gunicorn.log")
-    gunicorn.start()
-    try:
+    with servers.serving(
+        base_settings,
+        tmp_path / "gunicorn.log",
+        **settings,
+        **servers.ONE_CONNECTION_PER_WORKER,
+    ) as gunicorn:
         yield gunicorn
-    except BaseException:
-        print(f"---- gunicorn's log ----\n{gunicorn.log()[-5000:]}")
-        raise
-    finally:
-        gunicorn.stop()
 
 
 @pytest.fixture

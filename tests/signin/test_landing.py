@@ -207,6 +207,25 @@ def test_a_plain_sign_in_does_not_restart(app, client, wechat):
     assert_error_page(come_back(client, wechat, state, "", code))
 
 
+@pytest.mark.parametrize("start", ["/signin?next=/demo/app", "/?type=student&url=/demo/app"])
+def test_a_sign_in_refused_by_a_wechat_failure_restarts_on_reload(app, client, wechat, start):
+    """WeChat failed while the code was exchanged: the error page says to try again, and
+    reloading it (the same callback URL) goes back to WeChat for a fresh code, once."""
+    bind(app, "o_student", "student")
+    state = state_of(client.get(start))
+    code = wechat.fake.issue_code("o_student")
+    wechat.fake.fail(EXCHANGE, "http500")
+    page = assert_error_page(come_back(client, wechat, state, "", code), 502)
+    assert "微信暂时没有响应" in page
+
+    again = state_of(come_back(client, wechat, state, "", code))  # the reload
+    assert again != state
+    landed = come_back(client, wechat, again, "o_student")
+    assert landed.headers["Location"].startswith("/demo/app#token=")
+    if start.startswith("/signin"):  # a landing by type may restart after each landing
+        assert_error_page(come_back(client, wechat, state, "", code))  # not a second time
+
+
 def test_a_stale_callback_without_a_landing_is_an_error_page(client, wechat):
     assert_error_page(come_back(client, wechat, "x" * 32, "o_student"))
     assert wechat.fake.calls_to(EXCHANGE) == 0

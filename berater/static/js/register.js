@@ -105,7 +105,7 @@
         submitLabel);
     } else if (env.code === 403) {
       pc.forget("手机验证已过期，请重新获取验证码。");
-    } else if (env.code === 409 && kind === "student" && /another/.test(env.error)) {
+    } else if (env.code === 409 && env.data && env.data.reason === "id_card_taken") {
       B.setError(field("id_card"), "这个身份证号码已经绑定了另一个微信账号。如有疑问，请联系招生办。");
       field("id_card").focus();
     } else if (env.code === 409) {
