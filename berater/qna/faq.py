@@ -18,6 +18,7 @@ least one variant and an answer, ids, or both. Either colon (`:` or `：`) may f
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -186,17 +187,29 @@ class FaqIndex:
         grams = _grams(key)
         if not grams:
             return None
-        overlap: dict[int, int] = {}
-        for gram in grams:
-            for i in self._postings.get(gram, ()):
-                overlap[i] = overlap.get(i, 0) + 1
         best, score = None, self.close
         size = len(grams)
-        for i, shared in overlap.items():
-            similarity = shared / (size + len(self._grams[i][0]) - shared)
-            if similarity >= score:
+        for i in self._candidates(grams):
+            variant = self._grams[i][0]
+            shared = len(grams & variant)
+            similarity = shared / (size + len(variant) - shared)
+            if similarity > score or (similarity == score and (best is None or i < best)):
                 best, score = i, similarity
         return None if best is None else Match(self._grams[best][1], round(score, 4))
+
+    def _candidates(self, grams: frozenset[str]) -> list[int]:
+        """The variants that can be `close` similar to `grams`, in the order they were added.
+
+        At a Jaccard similarity of `close` a variant shares at least ceil(close * |grams|) of
+        the question's bigrams, so it shares one of any |grams| - that + 1 of them: only the
+        postings of that many of the rarest bigrams are read (common ones such as 怎么 are
+        in hundreds of variants)."""
+        postings = sorted((self._postings.get(gram, ()) for gram in grams), key=len)
+        needed = math.ceil(self.close * len(grams) - 1e-9)
+        found: set[int] = set()
+        for posting in postings[: len(grams) - needed + 1]:
+            found.update(posting)
+        return sorted(found)
 
 
 def compile_entries(faq: Faq, normalise: Callable[[str], str], known: set[str]) -> list[Compiled]:

@@ -169,6 +169,18 @@ def test_a_close_question_matches_a_variant_and_a_far_one_does_not(faq_index):
     assert not engine.search("图书馆晚上几点关门", k=1).faq
 
 
+def test_a_question_as_close_to_two_entries_matches_the_one_written_first():
+    """Ties go to the entry that comes first in the file, whatever the order of the
+    question's bigrams (which changes with Python's hash seed)."""
+    first = faq.Compiled(1, ("甲乙丙丁",), ("1.1.1",), "")
+    second = faq.Compiled(5, ("甲乙丙戊",), ("1.1.2",), "")
+    for entries in ([first, second], [second, first]):
+        found = faq.FaqIndex(entries).match("甲乙丙")
+        assert found is not None and found.entry is entries[0]
+        assert found.similarity == round(2 / 3, 4)
+    assert faq.FaqIndex([first]).match("甲乙戊己") is None  # one bigram of five shared
+
+
 def test_a_short_faq_answer_stands_on_its_own(faq_index):
     engine = Engine(faq_index, thresholds=Thresholds(lexical=0.05))
     result = engine.search("学校邮政编码是多少？", k=3)
