@@ -74,6 +74,13 @@ def staff(app: Flask) -> Staff:
     return Staff(app)
 
 
+def send_form(http: requests.Session, url: str, csrf: str, **fields: Any) -> requests.Response:
+    """POST a console form with the CSRF token `csrf`; the answer, not followed."""
+    return http.post(
+        url, data={"csrf_token": csrf, **fields}, allow_redirects=False, timeout=TIMEOUT
+    )
+
+
 def post_sign_in(
     http: requests.Session,
     base: str,
@@ -83,13 +90,10 @@ def post_sign_in(
 ) -> requests.Response:
     """Fill in and send the console's password form in `http`; the answer, not followed."""
     page = http.get(f"{base}/admin/signin", allow_redirects=False, timeout=TIMEOUT)
-    form = {"csrf_token": csrf_of(page.text), "username": username, "password": password}
-    return http.post(
-        f"{base}/admin/signin",
-        data=form if next_page is None else {**form, "next": next_page},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    form = {"username": username, "password": password}
+    if next_page is not None:
+        form["next"] = next_page
+    return send_form(http, f"{base}/admin/signin", csrf_of(page.text), **form)
 
 
 def sign_in_http(base: str, username: str, password: str = PASSWORD) -> requests.Session:

@@ -20,6 +20,7 @@ from tests.console.conftest import (
     Staff,
     csrf_of,
     post_sign_in,
+    send_form,
     sign_in_http,
 )
 
@@ -199,12 +200,7 @@ def test_a_csrf_token_of_another_session_is_refused(live_server: str, staff: Sta
     mine = sign_in_http(live_server, "office")
     theirs = sign_in_http(live_server, "other")
     their_token = csrf_of(get(theirs, f"{live_server}/admin/").text)
-    refused = mine.post(
-        f"{live_server}/admin/signout",
-        data={"csrf_token": their_token},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    refused = send_form(mine, f"{live_server}/admin/signout", their_token)
     assert refused.status_code == 403
 
 
@@ -216,12 +212,7 @@ def test_signing_out_ends_the_session_also_for_a_copy_of_the_cookie(
     copied = requests.Session()
     copied.cookies.update(http.cookies)
     home = get(http, f"{live_server}/admin/")
-    out = http.post(
-        f"{live_server}/admin/signout",
-        data={"csrf_token": csrf_of(home.text)},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    out = send_form(http, f"{live_server}/admin/signout", csrf_of(home.text))
     assert out.status_code == 303 and out.headers["Location"].startswith("/admin/signin")
     assert get(http, f"{live_server}/admin/").status_code == 303
     replay = get(copied, f"{live_server}/admin/")

@@ -20,7 +20,7 @@ from berater.models import AuditLog, NovaReg
 from tests.admin.helpers import element_text
 from tests.admission.test_admission import CARDS, person, write_csv
 from tests.apps.nova.helpers import GOOD, auth, make_student
-from tests.console.conftest import TIMEOUT, Staff, csrf_of, sign_in_http
+from tests.console.conftest import TIMEOUT, Staff, csrf_of, send_form, sign_in_http
 
 pytestmark = [pytest.mark.backends, pytest.mark.usefixtures("no_uploads_left")]
 
@@ -68,12 +68,7 @@ def job_of(answer: requests.Response) -> str:
 
 def post_form(http: requests.Session, base: str, page_url: str, url: str, **data):
     page = http.get(f"{base}{page_url}", timeout=TIMEOUT)
-    return http.post(
-        f"{base}{url}",
-        data={"csrf_token": csrf_of(page.text), **data},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    return send_form(http, f"{base}{url}", csrf_of(page.text), **data)
 
 
 def test_an_upload_is_checked_then_imported(app, live_server, office, tmp_path):
@@ -122,12 +117,7 @@ def test_an_upload_without_its_csrf_token_is_refused_and_not_kept(
 
 def test_an_upload_without_a_file_or_of_another_type_is_refused(live_server, office, tmp_path):
     page = office.get(f"{live_server}/admin/admission", timeout=TIMEOUT)
-    none = office.post(
-        f"{live_server}/admin/admission/upload",
-        data={"csrf_token": csrf_of(page.text)},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    none = send_form(office, f"{live_server}/admin/admission/upload", csrf_of(page.text))
     assert none.status_code == 400
     assert "choose a .csv or .xlsx file" in element_text(none.text, "message")
     other = tmp_path / "list.txt"
@@ -153,11 +143,8 @@ def test_the_large_body_is_allowed_on_the_upload_only(app, live_server, office, 
     assert [p.name.endswith(".csv") for p in uploads(app)] == [True]  # only the one that fit
     # Elsewhere the console keeps MAX_CONTENT_LENGTH.
     page = office.get(f"{live_server}/admin/nova", timeout=TIMEOUT)
-    elsewhere = office.post(
-        f"{live_server}/admin/nova/cancel",
-        data={"csrf_token": csrf_of(page.text), "stuid": "1", "pad": "x" * 40_000},
-        allow_redirects=False,
-        timeout=TIMEOUT,
+    elsewhere = send_form(
+        office, f"{live_server}/admin/nova/cancel", csrf_of(page.text), stuid="1", pad="x" * 40_000
     )
     assert elsewhere.status_code == 413
 

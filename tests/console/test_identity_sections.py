@@ -18,7 +18,15 @@ from berater.identity import audit, roles
 from berater.models import AuthUser
 from tests.admin.helpers import audit_rows, element_attr, element_text, holders
 from tests.admin.test_qr import modules
-from tests.console.conftest import PASSWORD, TIMEOUT, Staff, csrf_of, post_sign_in, sign_in_http
+from tests.console.conftest import (
+    PASSWORD,
+    TIMEOUT,
+    Staff,
+    csrf_of,
+    post_sign_in,
+    send_form,
+    sign_in_http,
+)
 
 pytestmark = pytest.mark.backends
 
@@ -45,9 +53,7 @@ def post(http: requests.Session, url: str, page: str | None = None, **data: str)
     """POST a console form with the CSRF token of `page` (the console's start page if None)."""
     base = url.split("/admin/")[0]
     token = csrf_of(page if page is not None else get(http, f"{base}/admin/").text)
-    return http.post(
-        url, data={"csrf_token": token, **data}, allow_redirects=False, timeout=TIMEOUT
-    )
+    return send_form(http, url, token, **data)
 
 
 def notices(http: requests.Session, url: str) -> str:

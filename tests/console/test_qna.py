@@ -18,7 +18,7 @@ from berater.qna import services
 from berater.qna.index import Index
 from tests.admin.helpers import element_attr, element_text
 from tests.conftest import HANDBOOK
-from tests.console.conftest import TIMEOUT, Staff, csrf_of, sign_in_http
+from tests.console.conftest import TIMEOUT, Staff, csrf_of, send_form, sign_in_http
 from tests.qna.test_cli import invoke, write_questions
 from tests.qna.test_reload import NEW_HOURS, build, changed_handbook
 from tests.qna.test_services import QUESTIONS
@@ -80,12 +80,7 @@ def test_an_admin_sees_the_status_and_rebuilds_the_index(
     assert element_text(html, "eval-recall3") == f"{figures.recall3:.3f}"
     assert 'id="rebuild-button"' in html and 'id="rebuild-last"' not in html
 
-    started = http.post(
-        f"{live_server}/admin/qna/rebuild",
-        data={"csrf_token": csrf_of(html)},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    started = send_form(http, f"{live_server}/admin/qna/rebuild", csrf_of(html))
     assert started.status_code == 303 and started.headers["Location"] == "/admin/qna"
     final = poll_until_finished(http, live_server)
     assert final["state"] == "done", final
@@ -112,12 +107,7 @@ def test_a_second_rebuild_while_one_runs_is_refused(
     csrf = csrf_of(page(http, live_server).text)
     with app.app_context(), transaction():
         services.start_rebuild("o_another_admin")  # holds the lock until it has run
-        refused = http.post(
-            f"{live_server}/admin/qna/rebuild",
-            data={"csrf_token": csrf},
-            allow_redirects=False,
-            timeout=TIMEOUT,
-        )
+        refused = send_form(http, f"{live_server}/admin/qna/rebuild", csrf)
         assert refused.status_code == 409
         assert "already running" in element_text(refused.text, "message")
         shown = page(http, live_server).text
@@ -151,12 +141,7 @@ def test_only_admins_open_the_qna_section(live_server: str, app: Flask, staff: S
     home = http.get(f"{live_server}/admin/", timeout=TIMEOUT).text
     assert "/admin/qna" not in home
     csrf = csrf_of(home)
-    posted = http.post(
-        f"{live_server}/admin/qna/rebuild",
-        data={"csrf_token": csrf},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    posted = send_form(http, f"{live_server}/admin/qna/rebuild", csrf)
     assert posted.status_code == 403
     polled = http.get(f"{live_server}/admin/qna/rebuild", timeout=TIMEOUT)
     assert polled.status_code == 403 and polled.json()["code"] == 403
