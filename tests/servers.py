@@ -472,6 +472,34 @@ class Gunicorn:
             time.sleep(0.02)
         raise RuntimeError(f"no worker accepted the connection from {local}")
 
+    def on_each_worker(self, head: str) -> dict[int, tuple[int, bytes]]:
+        """Send the request `head` (its request line and headers, without the blank line
+        that ends them) once to every worker: {worker pid: (status, body)}. Each worker takes
+        one connection at a time (ONE_CONNECTION_PER_WORKER), so while an unfinished request
+        holds one worker the next connection goes to another."""
+        held: list[http.client.HTTPConnection] = []
+        answers: dict[int, tuple[int, bytes]] = {}
+        try:
+            holders = []
+            for _ in range(self.count):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                held.append(conn)
+                conn.connect()
+                assert conn.sock is not None
+                conn.sock.sendall(head.encode())  # no blank line yet: this worker is held
+                holders.append(self.holder(conn.sock.getsockname()))
+            for conn, pid in zip(held, holders, strict=True):
+                assert conn.sock is not None
+                conn.sock.sendall(b"Connection: close\r\n\r\n")
+                response = http.client.HTTPResponse(conn.sock, method="GET")
+                response.begin()
+                answers[pid] = (response.status, response.read())
+                response.close()
+        finally:
+            for conn in held:
+                conn.close()
+        return answers
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -18,7 +18,6 @@ connection (read from the kernel) gets SIGKILL, and then:
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -100,28 +99,11 @@ def assert_replaced(service: servers.Gunicorn, killed: int, killed_at: float) ->
 def serve_on_both_workers(service: servers.Gunicorn) -> list[int]:
     """GET /api/ping once per worker: each worker takes one connection at a time, so while a
     request held unfinished (no blank line yet) occupies one, the next goes to the other."""
-    held: list[http.client.HTTPConnection] = []
-    holders = []
-    try:
-        for _ in range(2):
-            conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
-            held.append(conn)
-            conn.connect()
-            assert conn.sock is not None
-            conn.sock.sendall(b"GET /api/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            holders.append(service.holder(conn.sock.getsockname()))
-        for conn in held:
-            assert conn.sock is not None
-            conn.sock.sendall(b"Connection: close\r\n\r\n")
-            response = http.client.HTTPResponse(conn.sock, method="GET")
-            response.begin()
-            assert response.status == 200
-            assert json.loads(response.read())["data"] == {"pong": True}
-            response.close()
-    finally:
-        for conn in held:
-            conn.close()
-    return holders
+    answers = service.on_each_worker("GET /api/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    for status, body in answers.values():
+        assert status == 200
+        assert json.loads(body)["data"] == {"pong": True}
+    return list(answers)
 
 
 @pytest.fixture

@@ -21,6 +21,16 @@ from tests.conftest import HANDBOOK
 BERT_TEST_TIMEOUT = 1.0
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> Path:
+    """An index file built from the test handbook, for an app or gunicorn to serve."""
+    from tests.qna.test_reload import build
+
+    path = tmp_path / "served" / "qna-index.npz"
+    build(HANDBOOK, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def bert_server() -> Iterator[bert_standin.RunningBert]:
     """The stand-in bert-serving server on loopback ports, for the whole session."""

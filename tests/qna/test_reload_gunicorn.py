@@ -12,7 +12,6 @@ answer from the new index within a few seconds, with the same pids.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from berater.qna import services
 from tests import factories, servers
 from tests.conftest import HANDBOOK
 from tests.helpers import InFlight
-from tests.qna.test_reload import NEW_HOURS, OLD_HOURS, QUESTION, build
+from tests.qna.test_reload import NEW_HOURS, OLD_HOURS, QUESTION
 
 pytestmark = pytest.mark.backends
 
@@ -49,31 +48,13 @@ def handbook(folder: Path, hours: str) -> Path:
 
 def ask_on_both_workers(service: servers.Gunicorn, token: str) -> dict[int, str]:
     """The best answer's text to QUESTION from each worker, by pid."""
-    held: list[http.client.HTTPConnection] = []
-    holders = []
     path = f"/api/qna?q={quote(QUESTION)}&k=1"
-    try:
-        for _ in range(2):
-            conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
-            held.append(conn)
-            conn.connect()
-            assert conn.sock is not None
-            head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            conn.sock.sendall(head.encode())  # no blank line yet: this worker is held
-            holders.append(service.holder(conn.sock.getsockname()))
-        texts = {}
-        for conn, pid in zip(held, holders, strict=True):
-            assert conn.sock is not None
-            conn.sock.sendall(b"Connection: close\r\n\r\n")
-            response = http.client.HTTPResponse(conn.sock, method="GET")
-            response.begin()
-            body = json.loads(response.read())
-            assert response.status == 200, body
-            texts[pid] = body["data"]["answers"][0]["text"]
-            response.close()
-    finally:
-        for conn in held:
-            conn.close()
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+    texts = {}
+    for pid, (status, raw) in service.on_each_worker(head).items():
+        body = json.loads(raw)
+        assert status == 200, body
+        texts[pid] = body["data"]["answers"][0]["text"]
     assert sorted(texts) == service.workers(), f"answered by {sorted(texts)}"
     return texts
 
@@ -88,13 +69,6 @@ def wait_until_both_serve(service: servers.Gunicorn, token: str, hours: str) -> 
         took = time.monotonic() - started
         assert took < SERVED_WITHIN, f"after {took:.1f}s the workers answer {texts}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Path:
-    path = tmp_path / "served" / "qna-index.npz"
-    build(HANDBOOK, path)
-    return path
 
 
 @contextlib.contextmanager
@@ -113,10 +87,10 @@ def gunicorn_serving(
 
 @pytest.fixture
 def service(
-    make_app: Any, base_settings: dict[str, Any], index: Path, tmp_path: Path
+    make_app: Any, base_settings: dict[str, Any], served: Path, tmp_path: Path
 ) -> Iterator[servers.Gunicorn]:
-    """gunicorn with two workers serving `index`, on this run's database and store."""
-    with gunicorn_serving(base_settings, tmp_path, QNA_INDEX=str(index)) as gunicorn:
+    """gunicorn with two workers serving `served`, on this run's database and store."""
+    with gunicorn_serving(base_settings, tmp_path, QNA_INDEX=str(served)) as gunicorn:
         yield gunicorn
 
 
@@ -131,11 +105,11 @@ def student_token(app: Flask, service: servers.Gunicorn, openid: str = STUDENT) 
 
 
 def test_both_workers_serve_a_rebuilt_index_without_a_restart(
-    service: servers.Gunicorn, make_app: Any, index: Path, tmp_path: Path
+    service: servers.Gunicorn, make_app: Any, served: Path, tmp_path: Path
 ) -> None:
     # This process rebuilds like a third worker would: same index file, the changed handbook.
     rebuilder: Flask = make_app(
-        QNA_INDEX=str(index), QNA_CORPUS=str(handbook(tmp_path / "new", NEW_HOURS))
+        QNA_INDEX=str(served), QNA_CORPUS=str(handbook(tmp_path / "new", NEW_HOURS))
     )
     token = student_token(rebuilder, service)
     workers = service.workers()

@@ -43,14 +43,6 @@ QUESTIONS = [
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Path:
-    """The index file the app serves, built from the test handbook."""
-    path = tmp_path / "served" / "qna-index.npz"
-    build(HANDBOOK, path)
-    return path
-
-
-@pytest.fixture
 def index_app(make_app, served: Path, tmp_path: Path) -> Flask:
     """An app serving `served`, whose configured handbook is the changed one."""
     return make_app(QNA_INDEX=str(served), QNA_CORPUS=str(changed_handbook(tmp_path)))
