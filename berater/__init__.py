@@ -44,6 +44,9 @@ SHARED_MODULES = (
     "berater.cors",
     "berater.extensions",
 )
+# How many plain callables `Berater.ensure_sync` answers from one look-up (every view and
+# hook has room; closures made per call do not grow it past this).
+SYNC_REMEMBERED = 4096
 
 
 class Berater(Flask):
@@ -63,6 +66,7 @@ class Berater(Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain: dict[CodeType, bool] = {}  # one entry per def, not per closure
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}  # plain ones, as asked
         # Per endpoint (None: no rule matched): its URL value preprocessors and its
         # before_request hooks (ready to call), in Flask's order.
         self._hooks: dict[str | None, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
@@ -104,6 +108,13 @@ class Berater(Flask):
         return url_funcs, before
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        # The views and teardown functions asked on every request: one look-up. A bound
+        # method is a new object at each asking, but hashes and compares as its function
+        # and instance do.
+        try:
+            return self._sync[func]
+        except (KeyError, TypeError):  # not asked yet, or unhashable
+            pass
         # A function's or a bound method's coroutine flag is its code's (what Flask checks).
         code = getattr(getattr(func, "__func__", func), "__code__", None)
         if type(code) is not CodeType:  # a partial, a callable object: ask Flask each time
@@ -111,7 +122,11 @@ class Berater(Flask):
         plain = self._plain.get(code)
         if plain is None:
             plain = self._plain[code] = super().ensure_sync(func) is func
-        return func if plain else super().ensure_sync(func)
+        if not plain:
+            return super().ensure_sync(func)
+        if len(self._sync) < SYNC_REMEMBERED:  # closures made per call would grow it
+            self._sync[func] = func
+        return func
 
 
 def app_modules() -> list[str]:

@@ -41,9 +41,15 @@ class Database(SQLAlchemy):
     when there is one: a request that never touched the database (a token check, a health
     check) skips scoped_session's two look-ups of the current context."""
 
-    def _teardown_session(self, exc: BaseException | None) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The sessions of the contexts that have one, by context (scoped_session's registry
+        # when it keeps them in a dict, as it does with Flask-SQLAlchemy's scope).
         sessions = getattr(self.session.registry, "registry", None)
-        if isinstance(sessions, dict) and not sessions:
+        self._sessions: dict[Any, Session] | None = sessions if type(sessions) is dict else None
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        if self._sessions is not None and not self._sessions:
             return  # no session in any context: nothing to close or forget
         super()._teardown_session(exc)
 

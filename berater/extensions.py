@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_migrate import Migrate
-from spectree import SecurityScheme, SpecTree
+from spectree import SecurityScheme
 from spectree.models import InType, SecureType, SecuritySchemeData
 
 from berater.db import db
@@ -16,7 +16,7 @@ from berater.ext.store import Store
 from berater.ext.tasks import Tasks
 from berater.ext.upstream import Upstream
 from berater.ext.wechat import WeChat
-from berater.http import Validation, on_errors_only
+from berater.http import Spec, Validation, on_errors_only
 from berater.qna.answers import Qna
 
 
@@ -32,7 +32,7 @@ def _reject_invalid(
     raise ValidationFailed.of(req_validation_error.errors(include_input=False, include_url=False))
 
 
-spec = SpecTree(
+spec = Spec(
     "flask",
     backend=Validation,
     title="Berater API",

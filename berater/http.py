@@ -22,6 +22,7 @@ from flask import (
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict
+from spectree import SpecTree
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import (
@@ -349,6 +350,7 @@ def _depth(value: Any, level: int = 1) -> int:
 
 M = TypeVar("M", bound=BaseModel)
 ERRORS_ONLY = "acts_on_errors_only"
+REQUEST_PARTS = ("query", "json", "form", "headers", "cookies")  # spectree's request models
 
 
 def on_errors_only(hook: F) -> F:
@@ -496,10 +498,52 @@ class Validation(FlaskPlugin):
             and self._passes(plan, resp, answer)
         ):
             return answer
+        return self._checked(answer, resp, after, plan.call_after, force_resp_serialize)
+
+    def _checked(
+        self, answer: Any, resp: Any, after: Any, call_after: bool, force_resp_serialize: bool
+    ) -> Any:
+        """spectree's check of a view's answer, and its `after` hook when the hook acts on
+        every answer or the check failed."""
         response, response_error = self.validate_response(answer, resp, False, force_resp_serialize)
-        if plan.call_after or response_error is not None:
-            after(request._get_current_object(), response, response_error, None, adapter)  # type: ignore[attr-defined]
+        if call_after or response_error is not None:
+            after(request._get_current_object(), response, response_error, None, self.model_adapter)  # type: ignore[attr-defined]
         return response
+
+    def lean(
+        self, func: Callable[..., Any], validated: Callable[..., Any], options: Mapping[str, Any]
+    ) -> Callable[..., Any] | None:
+        """The view Flask calls for `func`, decorated by `Spec.validate` with `options`, when
+        nothing has to happen before it (no request model, no hook that acts on a request
+        that passed) and nothing after it but the answer's check: a wrapper of one call that
+        checks the answer as `validate` does. None where `validated`, spectree's wrapper,
+        has more to do. `validated` stays reachable as `__wrapped__`, where spectree looks
+        for the route's documentation."""
+        resp = options.get("resp")
+        if (
+            resp is None
+            or any(options.get(part) is not None for part in REQUEST_PARTS)
+            or options.get("skip_validation")
+            or options.get("force_resp_serialize")
+            or self._needs_spectree(func, None, None, None)
+        ):
+            return None
+        before = options.get("before") or self.spectree.before
+        after = options.get("after") or self.spectree.after
+        plan = self._plan(func, None, None, None, before, after)
+        if plan is None or plan.call_before or plan.call_after:
+            return None
+        passes, checked = self._passes, self._checked
+
+        @functools.wraps(func)
+        def view(*args: Any, **kwargs: Any) -> Any:
+            answer = func(*args, **kwargs)
+            if type(answer) is EnvelopeResponse and passes(plan, resp, answer):
+                return answer
+            return checked(answer, resp, after, False, False)
+
+        view.__wrapped__ = validated
+        return view
 
     def _plan(
         self, func: Any, form: Any, headers: Any, cookies: Any, before: Any, after: Any
@@ -571,11 +615,40 @@ class Validation(FlaskPlugin):
         return resp, None
 
 
+class FreshSession(SecureCookieSession):
+    """The empty session of a request that sent no cookie, made in one step: its change
+    mark comes from the class's `on_update` instead of a function Flask's session makes for
+    each instance (three calls on every API request, which never uses the session)."""
+
+    __init__ = dict.__init__
+
+    def on_update(self, session: SecureCookieSession) -> None:
+        self.modified = True
+
+
+class Spec(SpecTree):
+    """spectree, whose `validate` gives Flask `Validation.lean`'s view of one call where
+    the check has nothing to do before the view; spectree's own wrapper elsewhere. The
+    options are keywords, as everywhere in berater."""
+
+    backend: Validation
+
+    def validate(self, **options: Any) -> Callable[[F], F]:  # type: ignore[override]
+        decorate = super().validate(**options)
+
+        def decorate_lean(func: F) -> F:
+            validated = decorate(func)
+            return self.backend.lean(func, validated, options) or validated  # type: ignore[return-value]
+
+        return decorate_lean
+
+
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie session (only the admin pages use one), without its cost on
     every other request: the signer is built once per set of keys instead of on each
-    request, and an untouched empty session is not saved (Flask would first look up seven
-    cookie settings, only to return)."""
+    request, a request without a cookie gets a `FreshSession`, and an untouched empty
+    session is not saved (Flask would first look up seven cookie settings, only to
+    return)."""
 
     def __init__(self) -> None:
         self._signers: dict[tuple[Any, ...], URLSafeTimedSerializer | None] = {}
@@ -590,7 +663,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if "HTTP_COOKIE" not in request.environ:  # no cookie, no session to read
-            return self.session_class() if app.secret_key else None
+            return FreshSession() if app.secret_key else None
         return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:

@@ -47,7 +47,8 @@ REQUEST_ID_KEY = "berater.request_id"  # where RequestLog keeps the id in the WS
 # at DEBUG, not INFO (a failed readiness check logs its own warning naming the part).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 HANDLER_NAME = "berater.stderr"  # the handler `configure` gives the "berater" logger
-# Told of each answer: the WSGI environ, the status code ("200") and the seconds it took.
+# Told of each answer: the WSGI environ, its status line ("200 OK", "-" for none) and the
+# seconds it took.
 Observer = Callable[["WSGIEnvironment", str, float], None]
 # Given each answer's WSGI environ and its headers, before they are sent: adds to them.
 AnswerHook = Callable[["WSGIEnvironment", list[tuple[str, str]]], None]
@@ -170,7 +171,8 @@ class RequestLog:
     path (masked, see `mask_path`; never the query string), status, time and id, and is only
     built when the access logger is on. The same fields go with the record (its `http`
     attribute) for the JSON format. The health probes' lines (QUIET_PATHS) are DEBUG.
-    `observe(environ, status, seconds)`, when given, is told of every answer (the metrics).
+    `observe(environ, status_line, seconds)`, when given, is told of every answer (the
+    metrics).
     """
 
     def __init__(
@@ -207,11 +209,12 @@ class RequestLog:
         started = time.perf_counter()
         body = self.app(environ, start)
         seconds = time.perf_counter() - started
-        status = statuses[-1].partition(" ")[0] if statuses else "-"
+        status_line = statuses[-1] if statuses else "-"
         if observe is not None:
-            observe(environ, status, seconds)
+            observe(environ, status_line, seconds)
         if not logging_on:
             return body
+        status = status_line.partition(" ")[0]
         took = seconds * 1000
         path = "/" + get_path_info(environ).lstrip("/")
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO

@@ -118,7 +118,8 @@ TASKS_DROPPED = Counter(
 
 BOUNDS = (*LATENCY, math.inf)  # the request histogram's buckets, +Inf last, as it keeps them
 _write = threading.Lock()  # the FileSeries of this process write one at a time
-TWO_DOUBLES = struct.Struct("dd").pack  # a value and its timestamp, as MmapedDict keeps them
+# Writes a value and its timestamp at an offset of a mapping, as MmapedDict keeps them.
+WRITE_TWO_DOUBLES = struct.Struct("dd").pack_into
 
 
 class FileSeries:
@@ -130,30 +131,34 @@ class FileSeries:
     compares every bucket, count and sum with prometheus_client's own `observe`); where it
     does not find it, `_series_for` falls back to `observe`. Made in the process that
     observes: prometheus_client moves a forked child's series to its own file on the first
-    `get()`, and the series made before a fork are forgotten in the child."""
+    `get()`, and the series made before a fork are forgotten in the child.
+    It runs on every request, so it touches few objects: the values in one list, their
+    places as plain offsets, each write packed straight into the mapping."""
+
+    __slots__ = ("file", "offsets", "values")
 
     def __init__(self, child: Any) -> None:
         parts = [*child._buckets, child._sum]
         self.values = [part.get() for part in parts]  # get() follows a fork first
         self.file = child._sum._file
-        positions = [self.file._positions[part._key] for part in parts]
-        self.slots = [slice(position, position + 16) for position in positions]
+        self.offsets = tuple(self.file._positions[part._key] for part in parts)
         if self.file._m is None:  # a closed file: refused here, not at the first request
             raise TypeError("the series' file is closed")
 
     def observe(self, seconds: float) -> None:
         bucket = bisect_left(BOUNDS, seconds)  # the first bound >= seconds, as prometheus'
-        values, slots = self.values, self.slots
+        values, offsets = self.values, self.offsets
         with _write:
-            values[bucket] += 1.0
-            values[-1] += seconds
+            count = values[bucket] = values[bucket] + 1.0
+            total = values[-1] = values[-1] + seconds
             mapped = self.file._m  # asked each time: a growing file gets a new mapping
-            mapped[slots[bucket]] = TWO_DOUBLES(values[bucket], 0.0)
-            mapped[slots[-1]] = TWO_DOUBLES(values[-1], 0.0)
+            WRITE_TWO_DOUBLES(mapped, offsets[bucket], count, 0.0)
+            WRITE_TWO_DOUBLES(mapped, offsets[-1], total, 0.0)
 
 
 def _series_for(key: tuple[str, str, str]) -> Callable[[float], None]:
-    child = HTTP_REQUESTS.labels(*key)
+    rule, method, status = key
+    child = HTTP_REQUESTS.labels(rule, method, status.partition(" ")[0] or "-")
     if not getattr(child._sum, "_multiprocess", False):  # values in this process
         return child.observe
     try:
@@ -162,12 +167,15 @@ def _series_for(key: tuple[str, str, str]) -> Callable[[float], None]:
         return child.observe
 
 
+# The series of each (rule, method, status line) seen: the status line as the server was
+# given it ("200 OK"), so a request neither cuts nor hashes a code of its own.
 _requests: dict[tuple[str, str, str], Callable[[float], None]] = {}
 os.register_at_fork(after_in_child=_requests.clear)
 
 
 def observe_request(environ: WSGIEnvironment, status: str, seconds: float) -> None:
-    """Count one answered request under its URL rule (RequestLog calls this)."""
+    """Count one answered request under its URL rule (RequestLog calls this with the
+    answer's status line, "-" when there was none)."""
     method = environ.get("REQUEST_METHOD", "GET")
     route = environ.get(ROUTE_KEY)
     key = (

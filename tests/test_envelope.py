@@ -201,6 +201,48 @@ def test_a_before_hook_runs_for_every_request_unless_marked_for_errors_only(make
     assert calls == {"every": [False, False, True], "errors": [True]}
 
 
+def test_a_view_without_a_request_model_is_one_call_yet_keeps_its_hooks_and_its_document(
+    make_app,
+):
+    app = make_app()
+    calls: list[bool] = []
+
+    def every(req, resp, error, instance, *args):
+        calls.append(error is None)
+
+    def after(req, resp, error, instance, *args):
+        calls.append(error is None)
+
+    @app.get("/api/plain")
+    @spec.validate(resp=Resp(HTTP_200=Envelope[dict[str, int]]))
+    def plain():
+        return ok({"page": 1})
+
+    @app.get("/api/plain-before")
+    @spec.validate(resp=Resp(HTTP_200=Envelope[dict[str, int]]), before=every)
+    def plain_before():
+        return ok({"page": 1})
+
+    @app.get("/api/plain-after")
+    @spec.validate(resp=Resp(HTTP_200=Envelope[dict[str, int]]), after=after)
+    def plain_after():
+        return ok({"page": 1})
+
+    client = app.test_client()
+    for path in ("/api/plain", "/api/plain-before", "/api/plain-after"):
+        for _ in range(2):
+            assert client.get(path).get_json()["data"] == {"page": 1}
+    assert calls == [True] * 4  # the hooks of the last two routes, at each request
+    # Only the first is answered by the one-call view; spectree's wrapper lies behind it.
+    view = app.view_functions["plain"]
+    assert view.__code__.co_filename.endswith("http.py")
+    assert view.__wrapped__.__wrapped__.__name__ == "plain"
+    assert app.view_functions["plain_before"].__code__.co_filename.endswith("spec.py")
+    paths = client.get("/docs/openapi.json").get_json()["paths"]
+    assert {"/api/plain", "/api/plain-before", "/api/plain-after"} <= paths.keys()
+    assert "200" in paths["/api/plain"]["get"]["responses"]
+
+
 def test_answers_that_never_reach_a_view_get_a_request_id_too(client):
     refused = client.post("/api/token", data="x", content_type="text/plain")
     assert refused.status_code == 415

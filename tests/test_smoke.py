@@ -25,3 +25,19 @@ def test_a_coroutine_view_is_still_handed_to_flasks_async_support(app):
             assert "async" in str(exc)
         else:
             assert wrapped is not coroutine
+
+
+def test_the_functions_asked_on_every_request_are_answered_from_a_bounded_table(app):
+    from berater import SYNC_REMEMBERED
+
+    class Teardown:
+        def close(self, exc):
+            return exc
+
+    hook = Teardown()
+    assert app.ensure_sync(hook.close) == hook.close  # a new bound method at each asking
+    assert app.ensure_sync(hook.close) == hook.close
+    before = len(app._sync)
+    for number in range(SYNC_REMEMBERED + 10):  # closures made per call
+        app.ensure_sync(lambda number=number: number)
+    assert before <= len(app._sync) <= SYNC_REMEMBERED

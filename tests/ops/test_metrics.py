@@ -236,16 +236,16 @@ from berater.http import ROUTE_KEY, Route
 env = {"REQUEST_METHOD": "GET", ROUTE_KEY: Route("/api/ping", False, None, False, None)}
 durations = (0.0, 0.001, 0.005, 0.0050001, 0.3, 10.0, 20.0)
 for seconds in durations:
-    metrics.observe_request(env, "200", seconds)
+    metrics.observe_request(env, "200 OK", seconds)
     metrics.HTTP_REQUESTS.labels("/reference", "GET", "200").observe(seconds)
-series = metrics._requests[("/api/ping", "GET", "200")]
+series = metrics._requests[("/api/ping", "GET", "200 OK")]
 assert isinstance(series.__self__, metrics.FileSeries), series
 pid = os.fork()
 if pid == 0:
-    metrics.observe_request(env, "200", 0.02)
+    metrics.observe_request(env, "200 OK", 0.02)
     os._exit(0)
 os.waitpid(pid, 0)
-metrics.observe_request(env, "200", 0.02)
+metrics.observe_request(env, "200 OK", 0.02)
 sys.stdout.write(metrics.render(os.environ["PROMETHEUS_MULTIPROC_DIR"])[0].decode())
 """
 
