@@ -227,7 +227,8 @@ def test_an_empty_multiprocess_folder_means_this_process_only(tmp_path: Path) ->
 
 
 # Observes the same durations through the request log's path and through prometheus_client's
-# own `observe` under another rule, then once more in a forked worker; prints the scrape.
+# own `observe` under another rule, counting a token check with each, then once more in a
+# forked worker; prints the scrape.
 MULTIPROCESS_REQUESTS = """
 import os, sys
 from berater import metrics
@@ -238,14 +239,19 @@ durations = (0.0, 0.001, 0.005, 0.0050001, 0.3, 10.0, 20.0)
 for seconds in durations:
     metrics.observe_request(env, "200 OK", seconds)
     metrics.HTTP_REQUESTS.labels("/reference", "GET", "200").observe(seconds)
+    metrics.token_check("ok")
 series = metrics._requests[("/api/ping", "GET", "200 OK")]
 assert isinstance(series.__self__, metrics.FileSeries), series
+assert isinstance(metrics._token_checks["ok"].__self__, metrics.FileCount)
 pid = os.fork()
 if pid == 0:
     metrics.observe_request(env, "200 OK", 0.02)
+    metrics.token_check("ok")
+    metrics.token_check("expired")
     os._exit(0)
 os.waitpid(pid, 0)
 metrics.observe_request(env, "200 OK", 0.02)
+metrics.token_check("ok")
 sys.stdout.write(metrics.render(os.environ["PROMETHEUS_MULTIPROC_DIR"])[0].decode())
 """
 
@@ -286,3 +292,11 @@ def test_under_gunicorn_a_request_is_written_as_prometheus_would_write_it(
     assert reference[(f"{REQUESTS}", "")] == 7
     assert reference[("berater_http_request_duration_seconds_bucket", "0.005")] == 3
     assert len(list(folder.glob("histogram_*.db"))) == 2
+    checks = {
+        metric.labels["result"]: metric.value
+        for family in text_string_to_metric_families(done.stdout.decode())
+        for metric in family.samples
+        if metric.name == "berater_token_checks_total"
+    }
+    # One per duration, then one in the forked worker and one after it.
+    assert checks == {"ok": 7 + 2, "expired": 1}
