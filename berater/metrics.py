@@ -119,7 +119,7 @@ TASKS_DROPPED = Counter(
 )
 
 BOUNDS = (*LATENCY, math.inf)  # the request histogram's buckets, +Inf last, as it keeps them
-_write = threading.Lock()  # the FileSeries of this process write one at a time
+_write = threading.Lock()  # the FileSeries and FileCounts of this process write one at a time
 # Writes a value and its timestamp at an offset of a mapping, as MmapedDict keeps them.
 WRITE_TWO_DOUBLES = struct.Struct("dd").pack_into
 
@@ -170,7 +170,7 @@ def _series_for(key: tuple[str, str, str]) -> Callable[[float], None]:
 
 
 # The series of each (rule, method, status line) seen: the status line as the server was
-# given it ("200 OK"), so a request neither cuts nor hashes a code of its own.
+# given it ("200 OK"); the code is cut out of it once, when its series is made.
 _requests: dict[tuple[str, str, str], Callable[[float], None]] = {}
 os.register_at_fork(after_in_child=_requests.clear)
 
