@@ -119,33 +119,41 @@ TASKS_DROPPED = Counter(
 )
 
 BOUNDS = (*LATENCY, math.inf)  # the request histogram's buckets, +Inf last, as it keeps them
-_write = threading.Lock()  # the FileSeries and FileCounts of this process write one at a time
+_write = threading.Lock()  # the FileValues of this process write one at a time
 # Writes a value and its timestamp at an offset of a mapping, as MmapedDict keeps them.
 WRITE_TWO_DOUBLES = struct.Struct("dd").pack_into
 
 
-class FileSeries:
-    """One label set of the request histogram under gunicorn, observed straight into the
-    worker's file: the bucket's count and the sum, each one write of two doubles (the value
-    and a zero timestamp) at the place prometheus_client gave them when it made the series,
-    so `/metrics` reads them as it reads its own. This knows the layout of
-    prometheus_client's MmapedDict (the version is pinned; tests/ops/test_metrics.py
-    compares every bucket, count and sum with prometheus_client's own `observe`); where it
-    does not find it, `_series_for` falls back to `observe`. Made in the process that
-    observes: prometheus_client moves a forked child's series to its own file on the first
-    `get()`, and the series made before a fork are forgotten in the child.
+class FileValues:
+    """Values of one label set under gunicorn, written straight into the worker's file: each
+    write is two doubles (the value and a zero timestamp) at the place prometheus_client
+    gave the value when it made the series, so `/metrics` reads them as it reads its own.
+    This knows the layout of prometheus_client's MmapedDict (the version is pinned;
+    tests/ops/test_metrics.py compares every value with prometheus_client's own); where it
+    does not find it, `_in_file` falls back to prometheus_client's path. Made in the process
+    that writes: prometheus_client moves a forked child's series to its own file on the
+    first `get()`, and the series made before a fork are forgotten in the child. The
+    series must be written only through it in this process (the totals are kept here).
     It runs on every request, so it touches few objects: the values in one list, their
     places as plain offsets, each write packed straight into the mapping."""
 
     __slots__ = ("file", "offsets", "values")
 
-    def __init__(self, child: Any) -> None:
-        parts = [*child._buckets, child._sum]
+    def __init__(self, parts: list[Any]) -> None:
         self.values = [part.get() for part in parts]  # get() follows a fork first
-        self.file = child._sum._file
+        self.file = parts[0]._file
         self.offsets = tuple(self.file._positions[part._key] for part in parts)
         if self.file._m is None:  # a closed file: refused here, not at the first request
             raise TypeError("the series' file is closed")
+
+
+class FileSeries(FileValues):
+    """A label set of the request histogram: the bucket's count and the sum."""
+
+    __slots__ = ()
+
+    def __init__(self, child: Any) -> None:
+        super().__init__([*child._buckets, child._sum])
 
     def observe(self, seconds: float) -> None:
         bucket = bisect_left(BOUNDS, seconds)  # the first bound >= seconds, as prometheus'
@@ -158,15 +166,38 @@ class FileSeries:
             WRITE_TWO_DOUBLES(mapped, offsets[-1], total, 0.0)
 
 
+class FileCount(FileValues):
+    """A label set of a counter that every request adds to (the token checks)."""
+
+    __slots__ = ()
+
+    def __init__(self, child: Any) -> None:
+        super().__init__([child._value])
+
+    def add_one(self) -> None:
+        values = self.values
+        with _write:
+            values[0] += 1.0
+            WRITE_TWO_DOUBLES(self.file._m, self.offsets[0], values[0], 0.0)
+
+
+def _in_file(
+    value: Any, make: Callable[[], Callable[..., None]], fallback: Callable[..., None]
+) -> Callable[..., None]:
+    """`make()`'s writer where `value` (one of a series' values) lives in a multiprocess
+    file of the layout `FileValues` knows; else `fallback`, prometheus_client's own."""
+    if not getattr(value, "_multiprocess", False):  # values in this process
+        return fallback
+    try:
+        return make()
+    except (AttributeError, KeyError, TypeError):  # not the layout FileValues knows
+        return fallback
+
+
 def _series_for(key: tuple[str, str, str]) -> Callable[[float], None]:
     rule, method, status = key
     child = HTTP_REQUESTS.labels(rule, method, status.partition(" ")[0] or "-")
-    if not getattr(child._sum, "_multiprocess", False):  # values in this process
-        return child.observe
-    try:
-        return FileSeries(child).observe
-    except (AttributeError, KeyError, TypeError):  # not the layout FileSeries knows
-        return child.observe
+    return _in_file(child._sum, lambda: FileSeries(child).observe, child.observe)
 
 
 # The series of each (rule, method, status line) seen: the status line as the server was
@@ -191,35 +222,8 @@ def observe_request(environ: WSGIEnvironment, status: str, seconds: float) -> No
     observe(seconds)
 
 
-class FileCount:
-    """One label set of a counter under gunicorn, added to straight in the worker's file, as
-    `FileSeries` observes the request histogram (one write of the value and a zero
-    timestamp); for a counter every request adds to. Its series must be counted only
-    through it in this process (its total is kept here)."""
-
-    __slots__ = ("file", "offset", "value")
-
-    def __init__(self, child: Any) -> None:
-        series = child._value
-        self.value = series.get()  # get() follows a fork first
-        self.file = series._file
-        self.offset = self.file._positions[series._key]
-        if self.file._m is None:  # a closed file: refused here, not at the first request
-            raise TypeError("the series' file is closed")
-
-    def add_one(self) -> None:
-        with _write:
-            self.value += 1.0
-            WRITE_TWO_DOUBLES(self.file._m, self.offset, self.value, 0.0)
-
-
 def _adder_for(child: Any) -> Callable[[], None]:
-    if not getattr(child._value, "_multiprocess", False):  # values in this process
-        return functools.partial(child.inc, 1)
-    try:
-        return FileCount(child).add_one
-    except (AttributeError, KeyError, TypeError):  # not the layout FileCount knows
-        return functools.partial(child.inc, 1)
+    return _in_file(child._value, lambda: FileCount(child).add_one, functools.partial(child.inc, 1))
 
 
 _token_checks: dict[str, Callable[[], None]] = {}  # by result, made in the counting process
