@@ -12,22 +12,25 @@ before this module is imported, each worker writes its values to its own files t
 is marked dead (its gauges stop counting; its counters stay in the totals). Without the
 variable (`flask`, `python run.py`, the tests) the values live in this process.
 
-Cost: a request adds one histogram observation: under gunicorn, two writes of 16 bytes into
-the worker's memory-mapped file (`FileSeries`, about 1 µs less than prometheus_client's own
-`observe`, which takes a lock, asks the system for the process id and goes through four
-calls for each write); the label tuple's series is looked up in a plain dict, not through
-`labels()`. A token check adds one such write to its counter (`FileCount`).
+Cost: what a request counts (its histogram observation, its token check) is appended to a
+queue, and the process's writer thread writes it within FLUSH_SECONDS (`flush`). Under
+gunicorn each value is written as two doubles packed straight into the worker's
+memory-mapped file (`FileSeries`, `FileCount`), not through prometheus_client's `observe`
+and `inc`, which ask the system for the process id and go through four calls a write.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import logging
 import math
 import os
 import struct
 import threading
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -54,6 +57,8 @@ from berater.http import ROUTE_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+
+log = logging.getLogger("berater.metrics")
 
 LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -119,7 +124,6 @@ TASKS_DROPPED = Counter(
 )
 
 BOUNDS = (*LATENCY, math.inf)  # the request histogram's buckets, +Inf last, as it keeps them
-_write = threading.Lock()  # the FileValues of this process write one at a time
 # Writes a value and its timestamp at an offset of a mapping, as MmapedDict keeps them.
 WRITE_TWO_DOUBLES = struct.Struct("dd").pack_into
 
@@ -133,9 +137,10 @@ class FileValues:
     does not find it, `_in_file` falls back to prometheus_client's path. Made in the process
     that writes: prometheus_client moves a forked child's series to its own file on the
     first `get()`, and the series made before a fork are forgotten in the child. The
-    series must be written only through it in this process (the totals are kept here).
-    It runs on every request, so it touches few objects: the values in one list, their
-    places as plain offsets, each write packed straight into the mapping."""
+    series must be written only through it in this process (the totals are kept here), and
+    only by `flush`, which writes one pass at a time. It writes once for every request, so
+    it touches few objects: the values in one list, their places as plain offsets, each
+    write packed straight into the mapping."""
 
     __slots__ = ("file", "offsets", "values")
 
@@ -158,12 +163,11 @@ class FileSeries(FileValues):
     def observe(self, seconds: float) -> None:
         bucket = bisect_left(BOUNDS, seconds)  # the first bound >= seconds, as prometheus'
         values, offsets = self.values, self.offsets
-        with _write:
-            count = values[bucket] = values[bucket] + 1.0
-            total = values[-1] = values[-1] + seconds
-            mapped = self.file._m  # asked each time: a growing file gets a new mapping
-            WRITE_TWO_DOUBLES(mapped, offsets[bucket], count, 0.0)
-            WRITE_TWO_DOUBLES(mapped, offsets[-1], total, 0.0)
+        count = values[bucket] = values[bucket] + 1.0
+        total = values[-1] = values[-1] + seconds
+        mapped = self.file._m  # asked each time: a growing file gets a new mapping
+        WRITE_TWO_DOUBLES(mapped, offsets[bucket], count, 0.0)
+        WRITE_TWO_DOUBLES(mapped, offsets[-1], total, 0.0)
 
 
 class FileCount(FileValues):
@@ -176,9 +180,8 @@ class FileCount(FileValues):
 
     def add_one(self) -> None:
         values = self.values
-        with _write:
-            values[0] += 1.0
-            WRITE_TWO_DOUBLES(self.file._m, self.offsets[0], values[0], 0.0)
+        values[0] += 1.0
+        WRITE_TWO_DOUBLES(self.file._m, self.offsets[0], values[0], 0.0)
 
 
 def _in_file(
@@ -200,42 +203,106 @@ def _series_for(key: tuple[str, str, str]) -> Callable[[float], None]:
     return _in_file(child._sum, lambda: FileSeries(child).observe, child.observe)
 
 
+def _adder_for(child: Any) -> Callable[[], None]:
+    return _in_file(child._value, lambda: FileCount(child).add_one, functools.partial(child.inc, 1))
+
+
 # The series of each (rule, method, status line) seen: the status line as the server was
 # given it ("200 OK"); the code is cut out of it once, when its series is made.
 _requests: dict[tuple[str, str, str], Callable[[float], None]] = {}
-os.register_at_fork(after_in_child=_requests.clear)
+_token_checks: dict[str, Callable[[], None]] = {}  # by result
+
+# What every request counts waits here until the writer thread writes it, every
+# FLUSH_SECONDS, in one warm pass: a request only appends to a deque. Written as each request
+# was answered, the counts cost the process more than the rest of its metrics: by the next
+# request the code, the series and the file's page are out of the caches again.
+# Answered requests: (route, method, status line, seconds); token checks: their result.
+_answered: deque[tuple[Any, str, str, float]] = deque()
+_checked: deque[str] = deque()
+FLUSH_SECONDS = 0.5
+WRITER_NAME = "berater-metrics"
+_flushing = threading.Lock()  # one writer of the waiting counts at a time
+_writer: threading.Thread | None = None
+_exit_registered = False
 
 
 def observe_request(environ: WSGIEnvironment, status: str, seconds: float) -> None:
     """Count one answered request under its URL rule (RequestLog calls this with the
     answer's status line, "-" when there was none)."""
-    method = environ.get("REQUEST_METHOD", "GET")
-    route = environ.get(ROUTE_KEY)
-    key = (
-        route.rule if route is not None else UNMATCHED,
-        method if method in METHODS else "other",
-        status,
+    _answered.append(
+        (environ.get(ROUTE_KEY), environ.get("REQUEST_METHOD", "GET"), status, seconds)
     )
-    observe = _requests.get(key)
-    if observe is None:
-        observe = _requests[key] = _series_for(key)
-    observe(seconds)
-
-
-def _adder_for(child: Any) -> Callable[[], None]:
-    return _in_file(child._value, lambda: FileCount(child).add_one, functools.partial(child.inc, 1))
-
-
-_token_checks: dict[str, Callable[[], None]] = {}  # by result, made in the counting process
-os.register_at_fork(after_in_child=_token_checks.clear)
+    if _writer is None:
+        _start_writer()
 
 
 def token_check(result: str) -> None:
     """Count one token check: "ok", or the reason it was refused (a few fixed words)."""
-    add = _token_checks.get(result)
-    if add is None:
-        add = _token_checks[result] = _adder_for(TOKEN_CHECKS.labels(result))
-    add()
+    _checked.append(result)
+    if _writer is None:
+        _start_writer()
+
+
+def flush() -> None:
+    """Write the counts that wait into their series. They are written within FLUSH_SECONDS
+    anyway; `render` calls this first, and so does the process at exit."""
+    with _flushing:
+        answered, checked = _answered.popleft, _checked.popleft
+        while _answered:  # appends go on meanwhile; only this takes from the left
+            route, method, status, seconds = answered()
+            key = (
+                route.rule if route is not None else UNMATCHED,
+                method if method in METHODS else "other",
+                status,
+            )
+            observe = _requests.get(key)
+            if observe is None:
+                observe = _requests[key] = _series_for(key)
+            observe(seconds)
+        while _checked:
+            result = checked()
+            add = _token_checks.get(result)
+            if add is None:
+                add = _token_checks[result] = _adder_for(TOKEN_CHECKS.labels(result))
+            add()
+
+
+def _start_writer() -> None:
+    """Start this process's writer at its first count: threads do not survive a fork, and
+    gunicorn's master counts nothing. What waits is also written when the process exits."""
+    global _writer, _exit_registered
+    with _flushing:
+        if _writer is not None:
+            return
+        _writer = threading.Thread(target=_write_every, name=WRITER_NAME, daemon=True)
+        _writer.start()
+        if not _exit_registered:
+            _exit_registered = True
+            atexit.register(flush)
+
+
+def _write_every() -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        try:
+            flush()
+        except Exception as exc:  # the writer goes on; the next pass writes what is left
+            log.warning("metrics not written: %s", type(exc).__name__)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child counts into series of its own (prometheus_client moves them to its
+    file); the parent's waiting counts stay the parent's, and its writer did not come."""
+    global _writer, _flushing
+    _requests.clear()
+    _token_checks.clear()
+    _answered.clear()
+    _checked.clear()
+    _writer = None
+    _flushing = threading.Lock()  # the parent's writer may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # WeChat's message types and events; anything else is counted as "other".
@@ -278,6 +345,7 @@ def upstream(service: str, operation: str) -> Iterator[dict[str, str]]:
 def render(directory: str) -> tuple[bytes, str]:
     """The exposition text of every metric and its media type: added up over the files of
     every worker in `directory` (PROMETHEUS_MULTIPROC_DIR), or this process's own."""
+    flush()
     if directory:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)

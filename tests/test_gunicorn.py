@@ -34,6 +34,7 @@ import pytest
 import redis
 
 from berater.ext import embedded_redis
+from berater.metrics import FLUSH_SECONDS
 from berater.settings import ENV_KEYS
 from standins.wechat import RunningWeChat
 from tests.servers import ONE_CONNECTION_PER_WORKER, free_port
@@ -295,13 +296,17 @@ def test_metrics_of_both_workers_add_up_and_outlive_a_worker(
         for _ in range(rounds):
             answers = _on_both_workers(port, workers, "GET", "/healthz")
             assert sorted(a.worker for a in answers) == sorted(workers)
+        # Summed over both, nothing stale; the worker that does not answer the scrape has
+        # written its counts within FLUSH_SECONDS, though it answers nothing more.
+        _wait_for_healthz_count(port, 2 * rounds)
         for pid in workers:  # each worker wrote its own files
             assert (folder / f"histogram_{pid}.db").exists(), pid
             assert (folder / f"gauge_livesum_{pid}.db").exists(), pid
-        assert _healthz_count(port) == 2 * rounds  # summed over both, nothing stale
 
-        # One worker exits; gunicorn starts another; the exited worker's counts remain.
+        # One worker exits right after answering; gunicorn starts another; the exited
+        # worker's counts remain, the last one written as it exited.
         gone = workers[0]
+        assert len(_on_both_workers(port, workers, "GET", "/healthz")) == 2
         os.kill(gone, signal.SIGTERM)
         deadline = time.monotonic() + START_TIMEOUT
         while (folder / f"gauge_livesum_{gone}.db").exists() or len(_children(master)) < 2:
@@ -309,7 +314,7 @@ def test_metrics_of_both_workers_add_up_and_outlive_a_worker(
             time.sleep(0.05)
         assert (folder / f"histogram_{gone}.db").exists()
         assert _request(port, "GET", "/healthz").status == 200
-        assert _healthz_count(port) == 2 * rounds + 1
+        _wait_for_healthz_count(port, 2 * rounds + 3)
         text = _text(port, "/metrics")
         assert "berater_token_checks_total" in text and "berater_tasks_waiting" in text
 
@@ -331,6 +336,16 @@ def _text(port: int, path: str) -> str:
         return response.read().decode()
     finally:
         conn.close()
+
+
+def _wait_for_healthz_count(port: int, count: int) -> None:
+    """/metrics counts `count` answers of /healthz within a few of the workers' writes
+    (metrics.FLUSH_SECONDS), and never more."""
+    deadline = time.monotonic() + 20 * FLUSH_SECONDS
+    while (seen := _healthz_count(port)) != count:
+        assert seen < count, f"{seen} counted, {count} answered"
+        assert time.monotonic() < deadline, f"{seen} counted, {count} answered"
+        time.sleep(0.05)
 
 
 def _healthz_count(port: int) -> float:

@@ -1,8 +1,9 @@
 """/metrics: what is counted, under which labels, and what never becomes a label.
 
 In the test process prometheus_client keeps its values in memory (no
-PROMETHEUS_MULTIPROC_DIR), so each test reads the change of a sample across what it does.
-The multiprocess mode under gunicorn is tested in tests/test_gunicorn.py.
+PROMETHEUS_MULTIPROC_DIR), so each test reads the change of a sample across what it does,
+after writing what waits (`metrics.flush`, as a scrape does). The multiprocess mode under
+gunicorn is tested in tests/test_gunicorn.py.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,7 @@ from flask import Flask
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from berater import metrics
 from berater.ext.wechat import client as wechat_client
 from berater.ext.wechat import ticket
 from berater.metrics import LATENCY
@@ -36,6 +40,7 @@ SUM = "berater_http_request_duration_seconds_sum"
 
 
 def sample(name: str, **labels: str) -> float:
+    metrics.flush()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -205,6 +210,21 @@ def test_background_drops_and_the_waiting_queue_are_counted(
     assert sample("berater_tasks_waiting") == waiting
 
 
+def test_the_writer_writes_a_request_within_a_moment_without_a_scrape(app: Flask) -> None:
+    """A request only queues its counts; the process's writer thread writes them within
+    FLUSH_SECONDS, with nobody asking (an idle gunicorn worker answers no scrape)."""
+    labels = {"endpoint": "/api/ping", "method": "GET", "status": "200"}
+    metrics.flush()
+    before = REGISTRY.get_sample_value(REQUESTS, labels) or 0.0
+    assert app.test_client().get("/api/ping").status_code == 200
+    assert any(thread.name == metrics.WRITER_NAME for thread in threading.enumerate())
+    deadline = time.monotonic() + 20 * metrics.FLUSH_SECONDS
+    while (REGISTRY.get_sample_value(REQUESTS, labels) or 0.0) == before:
+        assert time.monotonic() < deadline, "the request was not written"
+        time.sleep(0.01)
+    assert REGISTRY.get_sample_value(REQUESTS, labels) == before + 1
+
+
 def test_with_metrics_off_nothing_is_counted_or_served(make_app: Callable[..., Flask]) -> None:
     app = make_app(METRICS=False)
     with change(REQUESTS, endpoint="/api/ping", method="GET", status="200") as pings:
@@ -227,8 +247,9 @@ def test_an_empty_multiprocess_folder_means_this_process_only(tmp_path: Path) ->
 
 
 # Observes the same durations through the request log's path and through prometheus_client's
-# own `observe` under another rule, counting a token check with each, then once more in a
-# forked worker; prints the scrape.
+# own `observe` under another rule, counting a token check with each; then once more before
+# a fork, left waiting, and once in the forked worker, which ends as a gunicorn worker does;
+# prints the scrape.
 MULTIPROCESS_REQUESTS = """
 import os, sys
 from berater import metrics
@@ -240,18 +261,19 @@ for seconds in durations:
     metrics.observe_request(env, "200 OK", seconds)
     metrics.HTTP_REQUESTS.labels("/reference", "GET", "200").observe(seconds)
     metrics.token_check("ok")
+metrics.flush()
 series = metrics._requests[("/api/ping", "GET", "200 OK")]
 assert isinstance(series.__self__, metrics.FileSeries), series
 assert isinstance(metrics._token_checks["ok"].__self__, metrics.FileCount)
+metrics.observe_request(env, "200 OK", 0.02)  # waiting at the fork: the parent's to write
+metrics.token_check("ok")
 pid = os.fork()
 if pid == 0:
     metrics.observe_request(env, "200 OK", 0.02)
     metrics.token_check("ok")
     metrics.token_check("expired")
-    os._exit(0)
+    sys.exit(0)  # written at exit, not by the writer, which waits FLUSH_SECONDS first
 os.waitpid(pid, 0)
-metrics.observe_request(env, "200 OK", 0.02)
-metrics.token_check("ok")
 sys.stdout.write(metrics.render(os.environ["PROMETHEUS_MULTIPROC_DIR"])[0].decode())
 """
 
@@ -298,5 +320,5 @@ def test_under_gunicorn_a_request_is_written_as_prometheus_would_write_it(
         for metric in family.samples
         if metric.name == "berater_token_checks_total"
     }
-    # One per duration, then one in the forked worker and one after it.
+    # One per duration, then the one left waiting at the fork and the forked worker's.
     assert checks == {"ok": 7 + 2, "expired": 1}
