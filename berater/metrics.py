@@ -217,8 +217,11 @@ _token_checks: dict[str, Callable[[], None]] = {}  # by result
 # was answered, the counts cost the process more than the rest of its metrics: by the next
 # request the code, the series and the file's page are out of the caches again.
 # Answered requests: (route, method, status line, seconds); token checks: their result.
-_answered: deque[tuple[Any, str, str, float]] = deque()
-_checked: deque[str] = deque()
+# Far more than a worker answers between two passes; without a writer (no thread could
+# start) the oldest are dropped instead of the queue growing for ever.
+WAITING_LIMIT = 100_000
+_answered: deque[tuple[Any, str, str, float]] = deque(maxlen=WAITING_LIMIT)
+_checked: deque[str] = deque(maxlen=WAITING_LIMIT)
 FLUSH_SECONDS = 0.5
 WRITER_NAME = "berater-metrics"
 _flushing = threading.Lock()  # one writer of the waiting counts at a time
@@ -275,7 +278,10 @@ def _start_writer() -> None:
         if _writer is not None:
             return
         _writer = threading.Thread(target=_write_every, name=WRITER_NAME, daemon=True)
-        _writer.start()
+        try:
+            _writer.start()
+        except RuntimeError as exc:  # no thread to be had: counts wait for a scrape or the exit
+            log.warning("metrics writer not started: %s", exc)
         if not _exit_registered:
             _exit_registered = True
             atexit.register(flush)
