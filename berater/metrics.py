@@ -212,13 +212,13 @@ def _adder_for(child: Any) -> Callable[[], None]:
 _requests: dict[tuple[str, str, str], Callable[[float], None]] = {}
 _token_checks: dict[str, Callable[[], None]] = {}  # by result
 
-# What every request counts waits here until the writer thread writes it, every
-# FLUSH_SECONDS, in one warm pass: a request only appends to a deque. Written as each request
-# was answered, the counts cost the process more than the rest of its metrics: by the next
+# What every request counts waits in these queues until the writer thread writes it, every
+# FLUSH_SECONDS, in one warm pass: a request only appends. Written as each request was
+# answered, the counts cost the process more than the rest of its metrics: by the next
 # request the code, the series and the file's page are out of the caches again.
-# Answered requests: (route, method, status line, seconds); token checks: their result.
-# Far more than a worker answers between two passes; without a writer (no thread could
-# start) the oldest are dropped instead of the queue growing for ever.
+# Answered requests are (route, method, status line, seconds); token checks, their result.
+# WAITING_LIMIT is far more than a worker answers between two passes: without a writer (no
+# thread could start) the oldest are dropped instead of the queues growing for ever.
 WAITING_LIMIT = 100_000
 _answered: deque[tuple[Any, str, str, float]] = deque(maxlen=WAITING_LIMIT)
 _checked: deque[str] = deque(maxlen=WAITING_LIMIT)
