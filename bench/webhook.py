@@ -375,7 +375,7 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
     notes: list[str] = []
     for attempt in range(1, args.rounds + 1):
         ping = measure("ping", attempt, f"{base}/api/ping", ping_script, args, tmp)
-        results["ping"] = best(results.get("ping"), ping)
+        results["ping"] = tc.best(results.get("ping"), ping)
         rate = ping.requests_per_s  # the webhook is not faster than the bare endpoint
         for name, safe, prefix in (("plain", False, 10 + attempt), ("safe", True, 20 + attempt)):
             size = pool_size(rate, args.duration)
@@ -384,11 +384,10 @@ def benchmark(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
             )
             script = pool_script(tmp / f"{name}.lua", pool)
             result = measure(name, attempt, f"{base}/chat/", script, args, tmp)
-            if result.total and result.total > size:
-                print(
-                    f"  !! {name} run sent {result.total} requests, pool {size}: some were repeats"
-                )
-            results[name] = best(results.get(name), result)
+            if result.requests > size:
+                count = result.requests
+                print(f"  !! {name} run sent {count} requests, pool {size}: some were repeats")
+            results[name] = tc.best(results.get(name), result)
             sent, waited = drain(standin.fake)
             notes.append(_drained(attempt, name, sent, waited))
             rate = result.requests_per_s
@@ -400,75 +399,22 @@ def _drained(attempt: int, name: str, sent: int, waited: float) -> str:
     return f"  after run {attempt} {name}: {sent} sent so far; backlog drained in {waited:.1f} s"
 
 
-class Result:
-    """One wrk run: token_check's parsed figures plus the request count and the CPU time the
-    server's processes spent per request (µs; best of the runs once kept by `best`)."""
-
-    def __init__(self, parsed: Any, total: int, cpu_us: float) -> None:
-        self.requests_per_s = parsed.requests_per_s
-        self.p99_ms = parsed.p99_ms
-        self.non_2xx = parsed.non_2xx
-        self.total = total
-        self.cpu_us = cpu_us
-
-
-def server_cpu(tmp: Path) -> float:
-    """CPU seconds (user + system) spent so far by this run's server processes: gunicorn's
-    master and workers, the embedded store or redis-server, MariaDB; each is found by the
-    run's folder in its command line (wrk's script lies there too, and is left out)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    needle = str(tmp).encode()
-    seconds = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if needle not in b" ".join(argv) or Path(argv[0].decode()).name == "wrk":
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, UnicodeDecodeError, IndexError):
-            continue  # gone meanwhile, or not ours to read
-        seconds += (int(fields[11]) + int(fields[12])) / tick
-    return seconds
-
-
 def measure(
     name: str, attempt: int, url: str, script: Path, args: argparse.Namespace, tmp: Path
-) -> Result:
-    import re
-    import subprocess
-
-    command = ["wrk", f"-t{tc.WRK_THREADS}", f"-c{args.connections}", f"-d{args.duration}s"]
-    command += ["--latency", "-s", str(script), url]
-    before = server_cpu(tmp)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.duration + 120)
-    spent = server_cpu(tmp) - before
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    parsed = tc.parse_wrk(done.stdout)
-    total = re.search(r"^\s*(\d+) requests in", done.stdout, re.M)
-    count = int(total.group(1)) if total else 0
-    result = Result(parsed, count, spent / count * 1e6 if count else 0.0)
-    problem = parsed.problem()
+) -> tc.WrkResult:
+    """One wrk run, with the CPU per request of every server of the run (gunicorn, the
+    store, MariaDB: all hold the run's folder in their command lines)."""
+    result = tc.measure(url, script, args, str(tmp))
+    problem = result.problem()
     print(
         f"  run {attempt} {name:<5}: {result.requests_per_s:>9,.0f} req/s  "
         f"p99 {result.p99_ms:7.2f} ms  server CPU {result.cpu_us:6.0f} µs/req"
         f"{'  !! ' + problem if problem else ''}",
         flush=True,
     )
-    if parsed.non_2xx:
+    if result.non_2xx:
         raise RuntimeError(f"{name}: {problem}; the figures would measure an error path")
     return result
-
-
-def best(current: Result | None, new: Result) -> Result:
-    """The faster run's figures, with the least CPU per request of the two runs."""
-    if current is None:
-        return new
-    kept = new if new.requests_per_s > current.requests_per_s else current
-    kept.cpu_us = min(current.cpu_us, new.cpu_us)
-    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
