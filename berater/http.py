@@ -525,7 +525,6 @@ class Validation(FlaskPlugin):
             or any(options.get(part) is not None for part in REQUEST_PARTS)
             or options.get("skip_validation")
             or options.get("force_resp_serialize")
-            or self._needs_spectree(func, None, None, None)
         ):
             return None
         before = options.get("before") or self.spectree.before
