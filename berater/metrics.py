@@ -14,15 +14,16 @@ variable (`flask`, `python run.py`, the tests) the values live in this process.
 
 Cost: what a request counts (its histogram observation, its token check) is appended to a
 queue, and the process's writer thread writes it within FLUSH_SECONDS (`flush`). Under
-gunicorn each value is written as two doubles packed straight into the worker's
-memory-mapped file (`FileSeries`, `FileCount`), not through prometheus_client's `observe`
-and `inc`, which ask the system for the process id and go through four calls a write.
+gunicorn each observation is written as two doubles packed straight into the worker's
+memory-mapped file (`FileSeries`), not through prometheus_client's `observe`, which asks
+the system for the process id and goes through four calls a write; the token checks of a
+pass are added up and written once for each result.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
+import collections
 import logging
 import math
 import os
@@ -128,37 +129,30 @@ BOUNDS = (*LATENCY, math.inf)  # the request histogram's buckets, +Inf last, as 
 WRITE_TWO_DOUBLES = struct.Struct("dd").pack_into
 
 
-class FileValues:
-    """Values of one label set under gunicorn, written straight into the worker's file: each
-    write is two doubles (the value and a zero timestamp) at the place prometheus_client
-    gave the value when it made the series, so `/metrics` reads them as it reads its own.
-    This knows the layout of prometheus_client's MmapedDict (the version is pinned;
-    tests/ops/test_metrics.py compares every value with prometheus_client's own); where it
-    does not find it, `_in_file` falls back to prometheus_client's path. Made in the process
-    that writes: prometheus_client moves a forked child's series to its own file on the
-    first `get()`, and the series made before a fork are forgotten in the child. The
-    series must be written only through it in this process (the totals are kept here), and
-    only by `flush`, which writes one pass at a time. It writes once for every request, so
-    it touches few objects: the values in one list, their places as plain offsets, each
-    write packed straight into the mapping."""
+class FileSeries:
+    """One label set of the request histogram under gunicorn, written straight into the
+    worker's file: the bucket's count and the sum, each one write of two doubles (the value
+    and a zero timestamp) at the place prometheus_client gave them when it made the series,
+    so `/metrics` reads them as it reads its own. This knows the layout of
+    prometheus_client's MmapedDict (the version is pinned; tests/ops/test_metrics.py
+    compares every bucket, count and sum with prometheus_client's own `observe`); where it
+    does not find it, `_series_for` falls back to `observe`. Made in the process that
+    observes: prometheus_client moves a forked child's series to its own file on the first
+    `get()`, and the series made before a fork are forgotten in the child. The series must
+    be written only through it in this process (the totals are kept here), and only by
+    `flush`, which writes one pass at a time. It writes once for every request, so it
+    touches few objects: the values in one list, their places as plain offsets, each write
+    packed straight into the mapping."""
 
     __slots__ = ("file", "offsets", "values")
 
-    def __init__(self, parts: list[Any]) -> None:
+    def __init__(self, child: Any) -> None:
+        parts = [*child._buckets, child._sum]
         self.values = [part.get() for part in parts]  # get() follows a fork first
-        self.file = parts[0]._file
+        self.file = child._sum._file
         self.offsets = tuple(self.file._positions[part._key] for part in parts)
         if self.file._m is None:  # a closed file: refused here, not at the first request
             raise TypeError("the series' file is closed")
-
-
-class FileSeries(FileValues):
-    """A label set of the request histogram: the bucket's count and the sum."""
-
-    __slots__ = ()
-
-    def __init__(self, child: Any) -> None:
-        super().__init__([*child._buckets, child._sum])
 
     def observe(self, seconds: float) -> None:
         bucket = bisect_left(BOUNDS, seconds)  # the first bound >= seconds, as prometheus'
@@ -170,47 +164,20 @@ class FileSeries(FileValues):
         WRITE_TWO_DOUBLES(mapped, offsets[-1], total, 0.0)
 
 
-class FileCount(FileValues):
-    """A label set of a counter that every request adds to (the token checks)."""
-
-    __slots__ = ()
-
-    def __init__(self, child: Any) -> None:
-        super().__init__([child._value])
-
-    def add_one(self) -> None:
-        values = self.values
-        values[0] += 1.0
-        WRITE_TWO_DOUBLES(self.file._m, self.offsets[0], values[0], 0.0)
-
-
-def _in_file(
-    value: Any, make: Callable[[], Callable[..., None]], fallback: Callable[..., None]
-) -> Callable[..., None]:
-    """`make()`'s writer where `value` (one of a series' values) lives in a multiprocess
-    file of the layout `FileValues` knows; else `fallback`, prometheus_client's own."""
-    if not getattr(value, "_multiprocess", False):  # values in this process
-        return fallback
-    try:
-        return make()
-    except (AttributeError, KeyError, TypeError):  # not the layout FileValues knows
-        return fallback
-
-
 def _series_for(key: tuple[str, str, str]) -> Callable[[float], None]:
     rule, method, status = key
     child = HTTP_REQUESTS.labels(rule, method, status.partition(" ")[0] or "-")
-    return _in_file(child._sum, lambda: FileSeries(child).observe, child.observe)
-
-
-def _adder_for(child: Any) -> Callable[[], None]:
-    return _in_file(child._value, lambda: FileCount(child).add_one, functools.partial(child.inc, 1))
+    if not getattr(child._sum, "_multiprocess", False):  # values in this process
+        return child.observe
+    try:
+        return FileSeries(child).observe
+    except (AttributeError, KeyError, TypeError):  # not the layout FileSeries knows
+        return child.observe
 
 
 # The series of each (rule, method, status line) seen: the status line as the server was
 # given it ("200 OK"); the code is cut out of it once, when its series is made.
 _requests: dict[tuple[str, str, str], Callable[[float], None]] = {}
-_token_checks: dict[str, Callable[[], None]] = {}  # by result
 
 # What every request counts waits in these queues until the writer thread writes it, every
 # FLUSH_SECONDS, in one warm pass: a request only appends. Written as each request was
@@ -262,12 +229,11 @@ def flush() -> None:
             if observe is None:
                 observe = _requests[key] = _series_for(key)
             observe(seconds)
+        results: collections.Counter[str] = collections.Counter()
         while _checked:
-            result = checked()
-            add = _token_checks.get(result)
-            if add is None:
-                add = _token_checks[result] = _adder_for(TOKEN_CHECKS.labels(result))
-            add()
+            results[checked()] += 1
+        for result, count in results.items():  # one write a result, whatever the count
+            TOKEN_CHECKS.labels(result).inc(count)
 
 
 def _start_writer() -> None:
@@ -301,7 +267,6 @@ def _after_fork_in_child() -> None:
     file); the parent's waiting counts stay the parent's, and its writer did not come."""
     global _writer, _flushing
     _requests.clear()
-    _token_checks.clear()
     _answered.clear()
     _checked.clear()
     _writer = None
