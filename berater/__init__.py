@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import CodeType
-from typing import Any
+from typing import Any, NamedTuple
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, Response, request, signals
+from flask.ctx import AppContext
+from flask.globals import _cv_app, request_ctx
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from berater.settings import load_config, trusted_hosts
@@ -47,6 +50,43 @@ SHARED_MODULES = (
 # How many plain callables `Berater.ensure_sync` answers from one look-up (every view and
 # hook has room; closures made per call do not grow it past this).
 SYNC_REMEMBERED = 4096
+# A teardown called without its error finds it in sys.exc_info(), as Flask's does.
+_NO_ERROR: Any = object()
+
+
+class Hooks(NamedTuple):
+    """An endpoint's hooks, each list in the order Flask calls it, each hook ready to call."""
+
+    url_values: tuple[Any, ...]  # the URL value preprocessors: the app's, then outer to inner
+    before: tuple[Any, ...]  # before_request: the app's, then outer to inner blueprint
+    after: tuple[Any, ...]  # after_request: inner blueprint to the app, each last-added first
+    teardown: tuple[Any, ...]  # teardown_request: as after_request
+
+
+class QuietAppContext(AppContext):
+    """Flask's app context, which sends its pushed and popped signals only to receivers:
+    blinker's `send` to nobody costs a request two calls each, and the code they run is out
+    of the CPU's caches by the next request (nothing in berater listens; a receiver
+    connected at any time is still sent each signal)."""
+
+    def push(self) -> None:
+        self._cv_tokens.append(_cv_app.set(self))
+        if signals.appcontext_pushed.receivers:
+            signals.appcontext_pushed.send(self.app, _async_wrapper=self.app.ensure_sync)
+
+    def pop(self, exc: BaseException | None = _NO_ERROR) -> None:
+        try:
+            if len(self._cv_tokens) == 1:
+                if exc is _NO_ERROR:
+                    exc = sys.exc_info()[1]
+                self.app.do_teardown_appcontext(exc)
+        finally:
+            ctx = _cv_app.get()
+            _cv_app.reset(self._cv_tokens.pop())
+        if ctx is not self:
+            raise AssertionError(f"Popped wrong app context. ({ctx!r} instead of {self!r})")
+        if signals.appcontext_popped.receivers:
+            signals.appcontext_popped.send(self.app, _async_wrapper=self.app.ensure_sync)
 
 
 class Berater(Flask):
@@ -58,6 +98,11 @@ class Berater(Flask):
       what every request needs before its view: first of all the matched rule's
       `http.Route` into the environ (for the answer's headers and the metrics), then the
       JSON body check (`http.check_body_before_view`);
+    - `process_response` and `do_teardown_request` call the endpoint's `after_request` and
+      `teardown_request` hooks from the same lists, instead of walking the blueprints;
+    - Flask's request signals (request_started, request_finished, request_tearing_down,
+      appcontext_tearing_down, and the app context's, `QuietAppContext`) are sent only
+      when something is connected to them;
     - `ensure_sync`, which Flask asks before every call of a view or a hook, answers from
       what it found the first time for that function's code instead of inspecting it again
       (berater has no coroutine views or hooks; one would still be wrapped).
@@ -67,9 +112,8 @@ class Berater(Flask):
         super().__init__(*args, **kwargs)
         self._plain: dict[CodeType, bool] = {}  # one entry per def, not per closure
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}  # plain ones, as asked
-        # Per endpoint (None: no rule matched): its URL value preprocessors and its
-        # before_request hooks (ready to call), in Flask's order.
-        self._hooks: dict[str | None, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+        # Per endpoint (None: no rule matched): its hooks, ready to call, in Flask's order.
+        self._hooks: dict[str | None, Hooks] = {}
         from berater import cors, http  # not at the top: importing berater stays cheap
 
         self.request_class = http.BeraterRequest
@@ -78,6 +122,32 @@ class Berater(Flask):
         self._check_body = http.check_body_before_view
         self._blueprints_of = http.blueprints_of
 
+    def full_dispatch_request(self) -> Response:
+        self._got_first_request = True
+        try:
+            if signals.request_started.receivers:
+                signals.request_started.send(self, _async_wrapper=self.ensure_sync)
+            answer = self.preprocess_request()
+            if answer is None:
+                answer = self.dispatch_request()
+        except Exception as error:
+            answer = self.handle_user_exception(error)
+        return self.finalize_request(answer)
+
+    def finalize_request(self, rv: Any, from_error_handler: bool = False) -> Response:
+        response = self.make_response(rv)
+        try:
+            response = self.process_response(response)
+            if signals.request_finished.receivers:
+                signals.request_finished.send(
+                    self, _async_wrapper=self.ensure_sync, response=response
+                )
+        except Exception:
+            if not from_error_handler:
+                raise
+            self.logger.exception("Request finalizing failed with an error while handling an error")
+        return response
+
     def preprocess_request(self) -> Any:
         req = request._get_current_object()  # type: ignore[attr-defined]
         rule = req.url_rule
@@ -85,27 +155,73 @@ class Berater(Flask):
         if rule is not None:
             route = req.environ[self._route_key] = self.routes.of(rule)
             endpoint = rule.endpoint
-        hooks = self._hooks.get(endpoint)
-        if hooks is None:
-            hooks = self._hooks[endpoint] = self._hooks_of(endpoint)
-        url_funcs, before_funcs = hooks
-        for url_func in url_funcs:
+        hooks = self._hooks_for(endpoint)
+        for url_func in hooks.url_values:
             url_func(endpoint, req.view_args)
         self._check_body(req, route)
-        for before_func in before_funcs:
+        for before_func in hooks.before:
             answer = before_func()
             if answer is not None:
                 return answer
         return None
 
-    def _hooks_of(self, endpoint: str | None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    def process_response(self, response: Response) -> Response:
+        ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        for func in ctx._after_request_functions:
+            response = self.ensure_sync(func)(response)
+        rule = ctx.request.url_rule
+        for func in self._hooks_for(None if rule is None else rule.endpoint).after:
+            response = func(response)
+        session = ctx._session
+        if not self.session_interface.is_null_session(session):
+            self.session_interface.save_session(self, session, response)
+        return response
+
+    def do_teardown_request(self, exc: BaseException | None = _NO_ERROR) -> None:
+        if exc is _NO_ERROR:
+            exc = sys.exc_info()[1]
+        rule = request.url_rule
+        for func in self._hooks_for(None if rule is None else rule.endpoint).teardown:
+            func(exc)
+        if signals.request_tearing_down.receivers:
+            signals.request_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)
+
+    def do_teardown_appcontext(self, exc: BaseException | None = _NO_ERROR) -> None:
+        if exc is _NO_ERROR:
+            exc = sys.exc_info()[1]
+        for func in reversed(self.teardown_appcontext_funcs):
+            self.ensure_sync(func)(exc)
+        if signals.appcontext_tearing_down.receivers:
+            signals.appcontext_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)
+
+    def app_context(self) -> AppContext:
+        return QuietAppContext(self)
+
+    def _hooks_for(self, endpoint: str | None) -> Hooks:
+        hooks = self._hooks.get(endpoint)
+        if hooks is None:
+            hooks = self._hooks[endpoint] = self._hooks_of(endpoint)
+        return hooks
+
+    def _hooks_of(self, endpoint: str | None) -> Hooks:
         blueprints = self._blueprints_of(endpoint) if endpoint else []
-        names = (None, *reversed(blueprints))  # the app's first, then outermost to innermost
-        url_funcs = tuple(f for name in names for f in self.url_value_preprocessors.get(name, ()))
-        before = tuple(
-            self.ensure_sync(f) for name in names for f in self.before_request_funcs.get(name, ())
+        outward = (*blueprints, None)  # the endpoint's blueprint first, the app's last
+        inward = tuple(reversed(outward))
+
+        def ready(hooks: Mapping[str | None, list[Any]], last_first: bool) -> tuple[Any, ...]:
+            names = outward if last_first else inward
+            return tuple(
+                self.ensure_sync(hook)
+                for name in names
+                for hook in (reversed if last_first else iter)(hooks.get(name, ()))
+            )
+
+        return Hooks(
+            tuple(f for name in inward for f in self.url_value_preprocessors.get(name, ())),
+            ready(self.before_request_funcs, last_first=False),
+            ready(self.after_request_funcs, last_first=True),
+            ready(self.teardown_request_funcs, last_first=True),
         )
-        return url_funcs, before
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         # The views and teardown functions asked on every request: one look-up. A bound
