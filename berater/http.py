@@ -5,7 +5,7 @@ through at the edge."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -41,6 +41,7 @@ JSON_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_JSON_DEPTH = 32
 VALID_BODIES = 1024  # answer bodies remembered as valid for their model (see Validation)
 VALID_BODY_BYTES = 2048  # larger bodies are validated every time
+URI_HEADERS = frozenset({"location", "content-location"})  # werkzeug makes these URI-safe
 
 # Security requirements of an operation, for `spec.validate(security=...)`: a user token,
 # or a partner app's `Bearer <app> <app_token>`; `BEARER + APP` accepts either.
@@ -79,7 +80,40 @@ def errors(*statuses: int, model: type[BaseModel] = ErrorOut) -> dict[str, type[
 
 
 class EnvelopeResponse(Response):
-    """An answer in the envelope (in legacy mode its status line is rewritten to 200)."""
+    """An answer in the envelope (in legacy mode its status line is rewritten to 200).
+
+    Sent as it stands when nothing is left to fix: its body is still the one bytes object
+    `envelope()` gave it, with its Content-Length header, and the answer carries a body (not HEAD,
+    1xx, 204 or 304), no Location or Content-Location to make URI-safe and nothing to call
+    at its close. werkzeug would otherwise copy its headers and wrap the body in an
+    iterator with a close, each request, to end with the same headers and bytes."""
+
+    def get_wsgi_response(
+        self, environ: WSGIEnvironment
+    ) -> tuple[Iterable[bytes], str, list[tuple[str, str]]]:
+        chunks = self.response
+        status = self.status_code
+        if (
+            type(chunks) is list
+            and len(chunks) == 1
+            and type(chunks[0]) is bytes
+            and status >= 200
+            and status != 204
+            and status != 304
+            and not self._on_close
+            and environ["REQUEST_METHOD"] != "HEAD"
+        ):
+            headers = self.headers.to_wsgi_list()
+            length = False
+            for name, _ in headers:
+                lower = name.lower()
+                if lower in URI_HEADERS:
+                    break
+                length = length or lower == "content-length"
+            else:
+                if length:
+                    return chunks, self.status, headers
+        return super().get_wsgi_response(environ)
 
 
 def envelope(status: int, error: str, data: Any, headers: dict[str, str] | None = None) -> Response:

@@ -1,14 +1,17 @@
-"""The app's own path through a request (`berater.Berater`) does what Flask does, in fewer
-steps: the same hooks in the same order, the same signals to whoever listens."""
+"""The app's own path through a request (`berater.Berater`, `http.EnvelopeResponse`) does
+what Flask and werkzeug do, in fewer steps: the same hooks in the same order, the same
+signals to whoever listens, the same bytes and headers on the wire."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
 from flask import Blueprint, Flask, Response, abort, after_this_request, signals
+from werkzeug.test import create_environ
 
-from berater.http import envelope
+from berater.http import EnvelopeResponse, envelope
 
 Log = list[str]
 
@@ -148,3 +151,75 @@ def test_flasks_request_signals_reach_a_receiver_connected_at_any_time(app):
     heard.clear()
     assert client.get("/api/ping").status_code == 200
     assert heard == []
+
+
+def answers(
+    change: Callable[[EnvelopeResponse], None], method: str = "GET", status: int = 200
+) -> tuple[tuple[Any, ...], tuple[Any, ...], Iterable[bytes]]:
+    """What the envelope sends and what werkzeug's own Response sends, for one envelope
+    changed by `change` after `envelope()` built it: body, status line and headers."""
+    sent = []
+    for send in (EnvelopeResponse.get_wsgi_response, Response.get_wsgi_response):
+        response = envelope(status, "", {"pong": True})
+        assert isinstance(response, EnvelopeResponse)
+        change(response)
+        body, line, headers = send(response, create_environ("/x", method=method))
+        sent.append(((b"".join(body), line, headers), body))
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return sent[0][0], sent[1][0], sent[0][1]
+
+
+def unchanged(response: EnvelopeResponse) -> None:
+    return None
+
+
+def test_an_envelope_as_built_is_sent_as_it_is():
+    ours, werkzeugs, body = answers(unchanged)
+    assert ours == werkzeugs
+    assert type(body) is list  # the body itself: nothing copied, nothing wrapped
+
+
+@pytest.mark.parametrize(
+    ("change", "method", "status"),
+    [
+        (unchanged, "HEAD", 200),
+        (unchanged, "GET", 204),
+        (unchanged, "GET", 304),
+        (unchanged, "GET", 101),
+        (lambda r: r.headers.set("Location", "/päge?q=ü"), "GET", 201),
+        (lambda r: r.headers.set("content-location", "/päge"), "GET", 200),
+        (lambda r: r.headers.remove("Content-Length"), "GET", 200),
+        (lambda r: r.set_data(b'{"code": 200, "error": "", "data": "longer"}'), "GET", 200),
+        (lambda r: setattr(r, "response", iter([b"{", b"}"])), "GET", 200),
+        (lambda r: setattr(r, "response", ["{}"]), "GET", 200),
+        (lambda r: r.headers.add("Set-Cookie", "a=b"), "GET", 200),
+    ],
+    ids=[
+        "head",
+        "204",
+        "304",
+        "101",
+        "location",
+        "content-location",
+        "no-length",
+        "new-body",
+        "generator",
+        "text-chunk",
+        "cookie",
+    ],
+)
+def test_an_envelope_anything_was_done_to_is_sent_as_werkzeug_sends_it(change, method, status):
+    ours, werkzeugs, _ = answers(change, method, status)
+    assert ours == werkzeugs
+
+
+def test_an_envelope_closed_with_a_callback_still_calls_it():
+    closed: list[bool] = []
+    response = envelope(200, "", None)
+    response.call_on_close(lambda: closed.append(True))
+    body, _, _ = response.get_wsgi_response(create_environ("/x"))
+    assert closed == []
+    body.close()  # type: ignore[attr-defined]
+    assert closed == [True]
