@@ -95,7 +95,9 @@ def serve(target: str, requests: int, evict_bytes: int) -> None:
         def answer(done: int, env: dict[str, Any]) -> int:
             body = app(env, start)
             b"".join(body)
-            body.close()
+            close = getattr(body, "close", None)  # WSGI: only an iterable that has one
+            if close is not None:
+                close()
             return done + 1
 
         for _ in range(WARM_UP):
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         row = "".join(f"{figures[name]:>10,.0f}" for name in (*EVENTS, "cycles"))
         print(f"{target:<10}{row}")
     minimal, ping = results["minimal"]["cycles"], results["ping"]["cycles"]
-    print(f"estimated cycles, minimal / ping: {minimal / ping:.3f} ({ping - minimal:,.0f} more)")
+    extra = ping - minimal
+    than = f"{extra:,.0f} more" if extra >= 0 else f"{-extra:,.0f} fewer"
+    print(f"estimated cycles, minimal / ping: {minimal / ping:.3f} (ping: {than})")
     return 0
 
 
