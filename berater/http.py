@@ -83,20 +83,19 @@ class EnvelopeResponse(Response):
     """An answer in the envelope (in legacy mode its status line is rewritten to 200).
 
     Sent as it stands when nothing is left to fix: its body is still the one bytes object
-    `envelope()` gave it, with its Content-Length header, and the answer carries a body (not HEAD,
-    1xx, 204 or 304), no Location or Content-Location to make URI-safe and nothing to call
-    at its close. werkzeug would otherwise copy its headers and wrap the body in an
-    iterator with a close, each request, to end with the same headers and bytes."""
+    `envelope()` gave it (`sole_body`), with its Content-Length header, and the answer
+    carries a body (not HEAD, 1xx, 204 or 304), no Location or Content-Location to make
+    URI-safe and nothing to call at its close. werkzeug would otherwise copy its headers
+    and wrap the body in an iterator with a close, each request, to end with the same
+    headers and bytes."""
 
     def get_wsgi_response(
         self, environ: WSGIEnvironment
     ) -> tuple[Iterable[bytes], str, list[tuple[str, str]]]:
-        chunks = self.response
+        body = sole_body(self)
         status = self.status_code
         if (
-            type(chunks) is list
-            and len(chunks) == 1
-            and type(chunks[0]) is bytes
+            body is not None
             and status >= 200
             and status != 204
             and status != 304
@@ -104,16 +103,19 @@ class EnvelopeResponse(Response):
             and environ["REQUEST_METHOD"] != "HEAD"
         ):
             headers = self.headers.to_wsgi_list()
-            length = False
-            for name, _ in headers:
-                lower = name.lower()
-                if lower in URI_HEADERS:
-                    break
-                length = length or lower == "content-length"
-            else:
-                if length:
-                    return chunks, self.status, headers
+            names = {name.lower() for name, _ in headers}
+            if "content-length" in names and names.isdisjoint(URI_HEADERS):
+                return [body], self.status, headers
         return super().get_wsgi_response(environ)
+
+
+def sole_body(response: Response) -> bytes | None:
+    """The body of `response` when it is still the one bytes object `envelope()` gave it
+    (werkzeug keeps it in a list), else None: a body that can be checked and sent as it is."""
+    chunks = response.response
+    if type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes:
+        return chunks[0]
+    return None
 
 
 def envelope(status: int, error: str, data: Any, headers: dict[str, str] | None = None) -> Response:
@@ -462,13 +464,11 @@ class Validation(FlaskPlugin):
             model = plan.models[status] = resp.find_model(status)
         if model is None:
             return True
-        chunks = answer.response
-        if type(chunks) is not list or len(chunks) != 1 or type(chunks[0]) is not bytes:
-            return False
-        if len(chunks[0]) > VALID_BODY_BYTES:
+        body = sole_body(answer)
+        if body is None or len(body) > VALID_BODY_BYTES:
             return False
         try:
-            self._check_body(model, chunks[0])
+            self._check_body(model, body)
         except self.model_adapter.validation_error:
             return False
         return True
@@ -633,9 +633,9 @@ class Validation(FlaskPlugin):
         if not skip_validation and resp_model is not None:
             model = resp_model.find_model(resp.status_code)
         if model is not None:
-            chunks: Any = resp.response  # `ok()` leaves the body as one bytes object in a list
-            one = type(chunks) is list and len(chunks) == 1 and type(chunks[0]) is bytes
-            body = chunks[0] if one else resp.get_data()
+            body = sole_body(resp)
+            if body is None:
+                body = resp.get_data()
             try:
                 if len(body) <= VALID_BODY_BYTES:
                     self._check_body(model, body)
