@@ -31,7 +31,6 @@ import struct
 import threading
 import time
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -187,13 +186,12 @@ _requests: dict[tuple[str, str, str], Callable[[float], None]] = {}
 # WAITING_LIMIT is far more than a worker answers between two passes: without a writer (no
 # thread could start) the oldest are dropped instead of the queues growing for ever.
 WAITING_LIMIT = 100_000
-_answered: deque[tuple[Any, str, str, float]] = deque(maxlen=WAITING_LIMIT)
-_checked: deque[str] = deque(maxlen=WAITING_LIMIT)
+_answered: collections.deque[tuple[Any, str, str, float]] = collections.deque(maxlen=WAITING_LIMIT)
+_checked: collections.deque[str] = collections.deque(maxlen=WAITING_LIMIT)
 FLUSH_SECONDS = 0.5
 WRITER_NAME = "berater-metrics"
 _flushing = threading.Lock()  # one writer of the waiting counts at a time
 _writer: threading.Thread | None = None
-_exit_registered = False
 
 
 def observe_request(environ: WSGIEnvironment, status: str, seconds: float) -> None:
@@ -229,7 +227,7 @@ def flush() -> None:
             if observe is None:
                 observe = _requests[key] = _series_for(key)
             observe(seconds)
-        results: collections.Counter[str] = collections.Counter()
+        results: collections.Counter[str] = collections.Counter()  # prometheus' Counter is another
         while _checked:
             results[checked()] += 1
         for result, count in results.items():  # one write a result, whatever the count
@@ -238,8 +236,8 @@ def flush() -> None:
 
 def _start_writer() -> None:
     """Start this process's writer at its first count: threads do not survive a fork, and
-    gunicorn's master counts nothing. What waits is also written when the process exits."""
-    global _writer, _exit_registered
+    gunicorn's master counts nothing. What waits at the process's exit is written then."""
+    global _writer
     with _flushing:
         if _writer is not None:
             return
@@ -248,9 +246,6 @@ def _start_writer() -> None:
             _writer.start()
         except RuntimeError as exc:  # no thread to be had: counts wait for a scrape or the exit
             log.warning("metrics writer not started: %s", exc)
-        if not _exit_registered:
-            _exit_registered = True
-            atexit.register(flush)
 
 
 def _write_every() -> None:
@@ -274,6 +269,7 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(flush)  # a process that counted nothing has nothing to write
 
 
 # WeChat's message types and events; anything else is counted as "other".
